@@ -1,0 +1,212 @@
+"""The one datastore every producer writes and every face reads.
+
+- `config`: running config, validated against YANG as a whole on each
+  change; the only way to change it is `propose()`, which validates,
+  replicates through the fabric store and applies, or changes nothing.
+- `state`: operational nodes written by producers.
+- `feed`: the single change feed (config and state alike).
+
+Faces (gNMI, NETCONF, CLI) read nodes with `read()` and subscribe to
+`feed`; producers never know which faces exist.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from fabric_sync.scope import fill_owner, split
+from fabric_sync.store import FabricStore
+
+from .changefeed import Change, ChangeFeed
+from .config import ConfigStore
+from .errors import ConfigError, ConflictError, UnavailableError
+from .persist import read_json, write_json_atomic
+from .schema import Schema, default_schema
+from .state import StateStore
+
+__all__ = ["Datastore", "Change", "ConfigError", "UnavailableError", "Schema"]
+
+log = logging.getLogger("kubefabric.datastore")
+audit = logging.getLogger("kubefabric.audit")
+
+EditFn = Callable[[dict], dict]
+ConfigListener = Callable[[dict], Any]
+
+FABRIC_PATH = "/kubefabric-fabric:fabric"
+NODE_PATH = "/kubefabric-fabric:fabric/node"
+
+
+class Datastore:
+    """Config, state and the change feed of one agent."""
+
+    def __init__(self, node_name: str, data_dir: Path, fabric: FabricStore, schema: Schema | None = None) -> None:
+        self.node_name = node_name
+        self.data_dir = Path(data_dir)
+        self.schema = schema or default_schema()
+        self.feed = ChangeFeed()
+        self.config = ConfigStore(self.schema)
+        self.state = StateStore(self.schema, self.feed)
+        self.fabric = fabric
+        #: history store (the Kubernetes collector sets it) for time-machine queries
+        self.history: Any = None
+        self._local_file = self.data_dir / "local-config.json"
+        self._local: dict = {}
+        self._fabric_tree: dict = {}
+        self._applied_revision = -1
+        self._write_lock = asyncio.Lock()
+        self._revision_event = asyncio.Event()
+        self._config_listeners: list[ConfigListener] = []
+        self.commits = 0
+
+    # -- life cycle ----------------------------------------------------------
+    async def start(self) -> None:
+        """Restore local config and join the fabric store."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._local = read_json(self._local_file, {})
+        await self.fabric.start(self._on_fabric_change)
+        self.set_sync_state(self.fabric.sync_state)
+
+    async def stop(self) -> None:
+        """Leave the fabric store."""
+        await self.fabric.stop()
+
+    # -- config writes -------------------------------------------------------
+    async def propose(self, edit: EditFn, *, user: str, face: str) -> int:
+        """Apply `edit` to the running config: validated, replicated, applied.
+
+        `edit` receives a private copy of the running config (RFC 7951) and
+        returns the candidate.  It may run more than once: when another node
+        wrote first, it is re-run on the newer config and validated again,
+        so fabric caps hold across racing writers.  Raises ConfigError (or
+        UnavailableError) and changes nothing on refusal.  Returns the
+        fabric revision after the commit.
+        """
+        async with self._write_lock:
+            for _attempt in range(20):
+                base_revision = self._applied_revision
+                base = copy.deepcopy(self.config.raw)
+                candidate = edit(copy.deepcopy(base))
+                fill_owner(candidate, base, self.node_name)
+                full = self.config.validate(candidate)
+                fabric_new, local_new = split(candidate)
+                fabric_old, local_old = split(base)
+                if local_new != local_old:
+                    self._persist_local(local_new)
+                revision = base_revision
+                if fabric_new != fabric_old:
+                    try:
+                        revision = await self.fabric.commit(base_revision, fabric_new, {"node": self.node_name, "user": user})
+                    except ConflictError:
+                        if local_new != local_old:
+                            self._persist_local(local_old)
+                        await self._wait_newer(base_revision)
+                        continue
+                    except ConfigError:
+                        if local_new != local_old:
+                            self._persist_local(local_old)
+                        raise
+                    self._fabric_tree = fabric_new
+                    self._applied_revision = max(self._applied_revision, revision)
+                self._local = local_new
+                self._apply(candidate, full)
+                self.commits += 1
+                audit.info("config change by %s via %s: %s", user, face, _summary(base, candidate))
+                return revision
+            raise ConfigError("in-use", "the fabric config is changing too fast; retry", app_tag="conflict")
+
+    async def _wait_newer(self, revision: int, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._applied_revision <= revision and time.monotonic() < deadline:
+            self._revision_event.clear()
+            try:
+                await asyncio.wait_for(self._revision_event.wait(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+
+    def _persist_local(self, local: dict) -> None:
+        try:
+            write_json_atomic(self._local_file, local)
+        except OSError as exc:
+            raise ConfigError("resource-denied", f"cannot persist config: {exc.strerror or exc}") from None
+
+    def _on_fabric_change(self, tree: dict, revision: int) -> None:
+        """The fabric store delivered a tree (initial load or another node's write)."""
+        if revision <= self._applied_revision:
+            return
+        candidate = {**tree, **self._local}
+        try:
+            full = self.config.validate(candidate)
+        except ConfigError as exc:  # should not happen: writers validate
+            log.error("ignoring invalid fabric config at revision %s: %s", revision, exc)
+            return
+        self._fabric_tree = tree
+        self._applied_revision = revision
+        self._apply(candidate, full)
+        self._revision_event.set()
+
+    def _apply(self, candidate: dict, full: dict) -> None:
+        changes = self.config.replace(candidate, full)
+        self.feed.publish(changes)
+        for listener in tuple(self._config_listeners):
+            try:
+                result = listener(self.config.full)
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                log.exception("config listener failed")
+
+    def on_config(self, listener: ConfigListener) -> None:
+        """Call `listener(running_with_defaults)` now and after every applied change."""
+        self._config_listeners.append(listener)
+        result = listener(self.config.full)
+        if asyncio.iscoroutine(result):
+            asyncio.ensure_future(result)
+
+    # -- state helpers -------------------------------------------------------
+    def set_sync_state(self, sync_state: str) -> None:
+        """Record fabric replication health in /fabric/sync-state."""
+        self.state.merge(FABRIC_PATH, (), {"sync-state": sync_state})
+
+    # -- reading -------------------------------------------------------------
+    def read(self, path: str) -> Iterator[tuple[tuple, dict, int]]:
+        """(key, leaves, timestamp) of every node at a schema path, config and state merged."""
+        conf = self.config.flat.get(path)
+        state = self.state.entries(path)
+        if not conf:
+            times = self.state._times.get(path, {})
+            for key, values in state.items():
+                yield key, values, times.get(key, 0)
+            return
+        ctimes = self.config.times.get(path, {})
+        for key, values in conf.items():
+            extra = state.get(key)
+            if extra:
+                yield key, {**values, **extra}, max(ctimes.get(key, 0), self.state.timestamp(path, key))
+            else:
+                yield key, values, ctimes.get(key, 0)
+        for key, values in state.items():
+            if key not in conf:
+                yield key, values, self.state.timestamp(path, key)
+
+    def read_node(self, path: str, key: tuple = ()) -> dict | None:
+        """One node's merged leaves, or None."""
+        conf = self.config.flat.get(path, {}).get(key)
+        state = self.state.get(path, key)
+        if conf is None:
+            return state
+        return {**conf, **state} if state else conf
+
+    @property
+    def revision(self) -> int:
+        """Fabric revision of the applied config."""
+        return self._applied_revision
+
+
+def _summary(old: dict, new: dict) -> str:
+    """Which top-level containers a change touched (for the audit log, no secrets)."""
+    touched = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(touched) or "no change"
