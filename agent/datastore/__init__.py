@@ -67,8 +67,16 @@ class Datastore:
         """Restore local config and join the fabric store."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._local = read_json(self._local_file, {})
+        attach = getattr(self.fabric, "attach", None)
+        if attach is not None:  # replicated stores publish membership and sync-state themselves
+            attach(self)
         await self.fabric.start(self._on_fabric_change)
-        self.set_sync_state(self.fabric.sync_state)
+        if attach is None:
+            self.set_sync_state(self.fabric.sync_state)
+            for member in self.fabric.members():
+                self.state.upsert(NODE_PATH, (member.name,), {
+                    "state": member.state, "address": member.address, "role": member.role,
+                })
 
     async def stop(self) -> None:
         """Leave the fabric store."""

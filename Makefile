@@ -1,0 +1,41 @@
+# kubefabric: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test yang-tree lint bench clean
+
+## venv: create .venv and install the project, its test tools and the Debian tools (idempotent)
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+## demo: run the demo (agent on loopback with a generated admin password)
+demo: venv
+	$(BIN)/kubefabric demo
+
+## test: run the whole suite (YANG lint, protocols, collectors, fabric)
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+## yang-tree: write the YANG trees into docs/
+yang-tree: venv
+	@mkdir -p docs/yang
+	@for f in yang/kubefabric-*.yang; do \
+	  m=$$(basename $$f .yang); m=$${m%@*}; \
+	  $(BIN)/pyang -f tree -p yang/ietf $$f > docs/yang/$$m.tree.txt && echo "docs/yang/$$m.tree.txt"; \
+	done
+
+## bench: run every benchmark (prints figures)
+bench: venv
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

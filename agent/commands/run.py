@@ -1,0 +1,91 @@
+"""`kubefabric run`: start the agent and serve until SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent.logs import setup_logging
+from agent.settings import Settings, SettingsError, split_endpoints
+
+log = logging.getLogger("kubefabric")
+
+
+def add_parser(subparsers) -> None:
+    """Register `run` and its flags (flags override the --config file)."""
+    p = subparsers.add_parser("run", help="run the agent")
+    p.add_argument("--config", type=Path, help="YAML settings file (users, addresses, TLS files)")
+    p.add_argument("--node-name", help="this switch's name in the fabric (default: host name)")
+    p.add_argument("--data-dir", type=Path, help="where config and history are kept")
+    p.add_argument("--gnmi-addr", metavar="HOST:PORT", help="gNMI listen address (default 0.0.0.0:9339)")
+    p.add_argument("--insecure", action="store_true", default=None, help="gNMI without TLS (loopback testing and the demo only)")
+    p.add_argument("--tls-cert", help="server certificate (PEM)")
+    p.add_argument("--tls-key", help="server private key (PEM)")
+    p.add_argument("--tls-client-ca", help="CA that client certificates must chain to (mutual TLS)")
+    p.add_argument("--netconf-addr", metavar="HOST:PORT", help="NETCONF over SSH listen address")
+    p.add_argument("--cli-ssh-addr", metavar="HOST:PORT", help="CLI over SSH listen address")
+    p.add_argument("--sflow-addr", metavar="HOST:PORT", help="sFlow collector UDP address (port 6343)")
+    p.add_argument("--sflow-workers", type=int, help="sFlow worker processes (SO_REUSEPORT)")
+    p.add_argument("--metrics-addr", metavar="HOST:PORT", help="Prometheus metrics listen address")
+    p.add_argument("--web-addr", metavar="HOST:PORT", help="read-only web page listen address")
+    p.add_argument("--etcd", metavar="URL[,URL...]", help="replicate fabric config through these etcd endpoints")
+    p.add_argument("--fabric", help="fabric name (the etcd key prefix)")
+    p.add_argument("--role", help="this node's role shown in fabric-node-show")
+    p.add_argument("--owner-grace", type=float, help="seconds an owner may stay offline before another node takes over")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    p.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args) -> Settings:
+    """Settings file, then every flag the user gave."""
+    settings = Settings.load(args.config)
+    for name in (
+        "node_name", "data_dir", "gnmi_addr", "insecure", "tls_cert", "tls_key", "tls_client_ca",
+        "netconf_addr", "cli_ssh_addr", "sflow_addr", "sflow_workers", "metrics_addr", "web_addr",
+        "fabric", "role", "owner_grace", "log_level", "log_format",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, value)
+    if args.etcd:
+        settings.etcd = split_endpoints(args.etcd)
+    if not settings.insecure and not (settings.tls_cert and settings.tls_key):
+        raise SettingsError("gNMI needs TLS: give --tls-cert and --tls-key (or --insecure for loopback testing)")
+    return settings
+
+
+def run(args) -> int:
+    """Start the agent; exit 0 on SIGTERM/SIGINT, 1 when it cannot start."""
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"kubefabric run: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(_serve(settings))
+    except SettingsError as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+
+
+async def _serve(settings: Settings) -> int:
+    from agent.runtime import Agent
+
+    agent = Agent(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.start()
+    log.info("agent %s ready", settings.node_name)
+    await stop.wait()
+    log.info("shutting down")
+    await agent.stop()
+    return 0

@@ -1,0 +1,115 @@
+"""The agent's start-up settings: YAML file first, command-line flags on top.
+
+These are process settings (addresses, files, users), not YANG config:
+YANG config is what operators change at run time through the faces.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .auth import ROLES, UserEntry
+
+
+class SettingsError(ValueError):
+    """The settings file or flags are unusable; the message says why."""
+
+
+@dataclass
+class Settings:
+    """Everything `kubefabric run` needs to start."""
+
+    node_name: str = field(default_factory=socket.gethostname)
+    data_dir: Path = Path("/var/lib/kubefabric")
+    gnmi_addr: str = "0.0.0.0:9339"
+    insecure: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
+    users: list[UserEntry] = field(default_factory=list)
+    # later faces and producers; None means "not started"
+    netconf_addr: str | None = None
+    cli_ssh_addr: str | None = None
+    sflow_addr: str | None = None
+    sflow_workers: int = 1
+    metrics_addr: str | None = None
+    web_addr: str | None = None
+    etcd: list[str] = field(default_factory=list)
+    fabric: str | None = None
+    role: str = "leaf"
+    owner_grace: float = 10.0
+    history_retention_days: float = 30.0
+
+    @classmethod
+    def load(cls, path: Path | None) -> "Settings":
+        """Read a YAML settings file (keys use dashes or underscores)."""
+        settings = cls()
+        if path is None:
+            return settings
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise SettingsError(f"config file {path} must be a mapping")
+        known = {f.name for f in fields(cls)}
+        for key, value in raw.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                raise SettingsError(f"config file {path}: unknown setting {key!r}")
+            if name == "users":
+                settings.users = parse_users(value)
+            elif name == "data_dir":
+                settings.data_dir = Path(value)
+            elif name == "etcd":
+                settings.etcd = split_endpoints(value)
+            else:
+                setattr(settings, name, value)
+        return settings
+
+
+def split_endpoints(value: object) -> list[str]:
+    """etcd endpoints from a list or a comma-separated string."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value or []]
+
+
+def parse_users(value: object) -> list[UserEntry]:
+    """The `users:` list: entries {name, password-hash, role, ssh-keys}."""
+    if not isinstance(value, list):
+        raise SettingsError("users must be a list of {name, password-hash, role}")
+    users = []
+    for entry in value:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise SettingsError("each user needs at least a name")
+        name = str(entry["name"])
+        pw_hash = str(entry.get("password-hash", entry.get("password_hash", "")))
+        role = str(entry.get("role", "read-only"))
+        if role not in ROLES:
+            raise SettingsError(f"user {name!r}: role must be one of {', '.join(ROLES)}")
+        if pw_hash and not pw_hash.startswith("scrypt$"):
+            raise SettingsError(f"user {name!r}: password-hash must come from 'kubefabric passwd'")
+        keys = entry.get("ssh-keys", entry.get("ssh_keys", [])) or []
+        users.append(UserEntry(name, pw_hash, role, tuple(str(k) for k in keys)))
+    return users
+
+
+def split_addr(addr: str, default_port: int) -> tuple[str, int]:
+    """'HOST:PORT', '[v6]:PORT', ':PORT' or 'HOST' -> (host, port)."""
+    host, port = addr, default_port
+    if addr.startswith("["):
+        host, _, rest = addr[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif addr.count(":") == 1:
+        host, _, p = addr.partition(":")
+        port = int(p)
+    return host or "0.0.0.0", port
