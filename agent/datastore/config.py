@@ -63,8 +63,9 @@ def to_config_error(exc: yerr.YangsonException) -> ConfigError:
     if isinstance(exc, yerr.SchemaError):
         if tag == "missing-data":
             return ConfigError("data-missing", message or "mandatory node missing", path=path, app_tag="missing-element")
-        if tag == "member-not-allowed":
-            return ConfigError("invalid-value", f"{message} is not configuration (config false)", path=path)
+        if tag and tag.endswith("member-not-allowed"):
+            member_path = f"{path.rstrip('/')}/{message}"
+            return ConfigError("invalid-value", f"{message} is state data (config false), not configuration", path=member_path)
         return ConfigError("invalid-value", f"{tag}: {message}", path=path)
     return ConfigError("invalid-value", str(exc), path=path)
 
