@@ -1,0 +1,168 @@
+"""What the command engine needs from an agent, and the in-process implementation.
+
+The engine talks to a `Backend`; two exist:
+
+- `GnmiBackend` (gnmi_backend.py): `kubefabric cli` on any host, through
+  the agent's gNMI face, as the user whose password it sent.
+- `DatastoreBackend` (here): the SSH shell inside the agent.  It reads the
+  datastore directly and writes through `ds.propose(edit, user=..., face="cli")`,
+  the one validated write path every face uses.  The SSH server already
+  authenticated the user (password or public key) against the same
+  Authenticator, so no password is needed to act as them, and the role check
+  (network-admin writes, read-only reads) is made here before any write.
+
+Rows are flat dicts of leaf values keyed by YANG leaf name (the leaves of
+containers listed in `Table.children`, such as a connection's `state`, join
+their entry's row), plus `_ts`: when the row last changed, epoch seconds.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.auth import User
+from agent.datastore.errors import ConfigError
+
+from .commands import FABRIC_NODES, Table
+from .errors import CliError, NotImplementedByAgent
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One config change: create/merge/delete a list entry, or merge into a container."""
+
+    op: str  # "create" | "merge" | "delete"
+    path: str  # schema path of the list or container
+    key: dict = field(default_factory=dict)  # list key leaves; empty for a container
+    leaves: dict = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """An agent as the command engine sees it."""
+
+    user: str
+    node: str
+
+    async def rows(self, table: Table) -> list[dict]:
+        """Every entry of a list (config and state merged)."""
+
+    async def settings(self, table: Table) -> dict:
+        """A container's leaves, defaults included."""
+
+    async def apply(self, edit: Edit) -> None:
+        """Make one config change or raise CliError (nothing changed)."""
+
+    async def snapshot(self, table: Table, t: float) -> list[dict]:
+        """The list as it was at epoch second `t` (the time machine)."""
+
+    async def changes(self, table: Table, t1: float, t2: float) -> list[dict]:
+        """Every change of the list in [t1, t2): rows with `time` and `change` (update|delete)."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class DatastoreBackend:
+    """The in-process backend of the SSH shell: one datastore, one authenticated user."""
+
+    def __init__(self, ds, user: User) -> None:
+        self.ds = ds
+        self._user = user
+        self.user = user.name
+        self.node = ds.node_name
+
+    async def rows(self, table: Table) -> list[dict]:
+        out = []
+        for key, values, ts in self.ds.read(table.path):
+            row = dict(values)
+            row.update(zip(table.keys, key))
+            for child in table.children:
+                extra = self.ds.read_node(f"{table.path}/{child}", key)
+                if extra:
+                    row.update(extra)
+            row["_ts"] = ts / 1e9 if ts else None
+            out.append(row)
+        return out
+
+    async def settings(self, table: Table) -> dict:
+        return dict(self.ds.read_node(table.path, ()) or {})
+
+    async def apply(self, edit: Edit) -> None:
+        if not self._user.can_write:
+            raise CliError(f"permission denied: user {self.user} has the {self._user.role} role and cannot change config")
+        try:
+            await self.ds.propose(lambda tree: apply_edit(tree, edit), user=self.user, face="cli")
+        except ConfigError as exc:
+            raise CliError(exc.message) from None
+
+    def _history(self):
+        history = getattr(self.ds, "history", None)
+        if history is None:
+            raise NotImplementedByAgent("this agent keeps no history (the Kubernetes collector is not running)")
+        return history
+
+    async def snapshot(self, table: Table, t: float) -> list[dict]:
+        rows = self._history().vports_at(t)
+        return [{**row, "ip": ip} for ip, row in rows.items()]
+
+    async def changes(self, table: Table, t1: float, t2: float) -> list[dict]:
+        out = []
+        for event in self._history().changes(t1, t2, kinds=["vport"]):
+            out.append({**event["data"], "ip": event["key"], "time": event["time"], "change": event["op"]})
+        return out
+
+    async def close(self) -> None:
+        return None
+
+
+def apply_edit(tree: dict, edit: Edit) -> dict:
+    """Apply an Edit to an RFC 7951 config tree (in place; returned for `propose`).
+
+    Raises ConfigError data-exists / data-missing so a create never
+    overwrites and a modify or delete never invents an entry, even when two
+    writers race (propose re-runs this on the newer config).
+    """
+    top, *rest = edit.path.strip("/").split("/")
+    if not edit.key:
+        node = tree.setdefault(top, {})
+        for name in rest:
+            node = node.setdefault(name, {})
+        if edit.op == "delete":
+            for leaf in edit.leaves:
+                node.pop(leaf, None)
+        else:
+            node.update(copy.deepcopy(edit.leaves))
+        return tree
+    node = tree.setdefault(top, {})
+    for name in rest[:-1]:
+        node = node.setdefault(name, {})
+    entries = node.setdefault(rest[-1], [])
+    match = next((e for e in entries if all(str(e.get(k)) == str(v) for k, v in edit.key.items())), None)
+    what = " ".join(f"{k} {v}" for k, v in edit.key.items())
+    if edit.op == "create":
+        if match is not None:
+            raise ConfigError("data-exists", f"{what} already exists")
+        entries.append({**edit.key, **copy.deepcopy(edit.leaves)})
+    elif match is None:
+        raise ConfigError("data-missing", f"{what} does not exist")
+    elif edit.op == "delete":
+        entries.remove(match)
+        if not entries:
+            del node[rest[-1]]
+    else:
+        match.update(copy.deepcopy(edit.leaves))
+    return tree
+
+
+def node_name_from(nodes: list[dict], address: str, fallback: str) -> str:
+    """The node a client talks to: the fabric member at `address`, the only member, or `fallback`."""
+    for n in nodes:
+        if n.get("address") and n.get("address") == address:
+            return str(n["name"])
+    if len(nodes) == 1 and nodes[0].get("name"):
+        return str(nodes[0]["name"])
+    return fallback
+
+
+NODES_TABLE = Table(FABRIC_NODES, ("name",))

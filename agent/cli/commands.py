@@ -1,0 +1,312 @@
+"""The command table: every CLI command, its parameters, its columns and its YANG node.
+
+Names come from the YANG models (leaf name = parameter name = column name),
+as Netvisor's k8s-connection-*, k8s-cni-show, vport-show and
+connection-show use them.  Nothing here does I/O; the engine and the
+parser read these definitions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VPORTS = "/kubefabric-vport:vports/vport"
+K8S_CONNECTIONS = "/kubefabric-k8s:k8s/connection"
+CNI = "/kubefabric-k8s:k8s/cni"
+SERVICES = "/kubefabric-k8s:k8s/service"
+CONNECTIONS = "/kubefabric-connection:connections/connection"
+STATS_SETTINGS = "/kubefabric-connection:connection-stats-settings"
+FABRIC_NODES = "/kubefabric-fabric:fabric/node"
+
+# time filters (collectors/k8s/timefilters.py turns them into a window)
+TIME_FILTERS = ("start-time", "end-time", "duration", "within-last", "older-than")
+TIME_FILTER_HELP = {
+    "start-time": "date/time: yyyy-mm-ddTHH:mm:ss  the start of the time window",
+    "end-time": "date/time: yyyy-mm-ddTHH:mm:ss  the end of the time window",
+    "duration": "duration: #d#h#m#s  the length of the time window",
+    "within-last": "duration: #d#h#m#s  only entries within the last duration",
+    "older-than": "duration: #d#h#m#s  only entries older than the duration",
+}
+# Netvisor output options accepted by every show command
+OUTPUT_OPTIONS = {
+    "format": "col1,col2,...|all  the columns to display",
+    "parsable-delim": "character  separate columns by this character (no alignment)",
+    "no-show-headers": "do not print the header row",
+    "show-headers": "print the header row (default)",
+    "sort-asc": "column  sort rows by this column, ascending",
+    "sort-desc": "column  sort rows by this column, descending",
+    "layout": "vertical|horizontal  one column per line, or the usual table",
+}
+OUTPUT_FLAGS = ("no-show-headers", "show-headers")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A show column (and the filter parameter of the same name).
+
+    `kind` says how values are shown and compared: str, int, bool, list,
+    bytes (octets, shown 1.5K), usec (latency), secs (age), time (RFC 3339
+    date-and-time), proto (IP protocol number, shown tcp/udp/...).
+    """
+
+    name: str
+    help: str
+    kind: str = "str"
+    default: bool = True
+
+
+@dataclass(frozen=True)
+class Option:
+    """A parameter of a create/modify command.
+
+    Booleans are Netvisor flag pairs (`enable|disable`,
+    `create-vport|no-create-vport`): `name` sets the leaf true, `off` false.
+    """
+
+    name: str
+    help: str
+    kind: str = "str"  # str | int | bool
+    off: str | None = None
+    required: bool = False
+    low: int | None = None
+    high: int | None = None
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The words that name this option on the command line."""
+        return (self.name, self.off) if self.off else (self.name,)
+
+
+@dataclass(frozen=True)
+class Table:
+    """The YANG list (or container) a command reads or writes."""
+
+    path: str
+    keys: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()  # containers whose leaves join each row (e.g. state)
+    since: str | None = None  # leaf with the time the entry appeared
+    until: str | None = None  # leaf with the time it was last seen
+
+
+@dataclass(frozen=True)
+class Command:
+    """One CLI command."""
+
+    name: str
+    kind: str  # show | settings-show | create | modify | delete | settings-modify | history | builtin
+    help: str
+    table: Table | None = None
+    columns: tuple[Column, ...] = ()
+    options: tuple[Option, ...] = ()
+    key: str | None = None  # the option naming the list entry (create/modify/delete)
+
+    @property
+    def is_show(self) -> bool:
+        """Commands that print rows and take filters and output options."""
+        return self.kind in ("show", "settings-show", "history")
+
+    @property
+    def takes_time_filters(self) -> bool:
+        """Show commands over a list take the time filters."""
+        return self.kind in ("show", "history")
+
+    def column(self, name: str) -> Column | None:
+        """A column by name."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+    def option(self, word: str) -> Option | None:
+        """The config option a word names (either word of a flag pair)."""
+        for o in self.options:
+            if word in o.words:
+                return o
+        return None
+
+    @property
+    def default_columns(self) -> list[str]:
+        """Columns shown without `format`."""
+        return [c.name for c in self.columns if c.default]
+
+
+# -- columns -----------------------------------------------------------------------
+_K8S_CONNECTION_COLUMNS = (
+    Column("cluster-name", "the name of the Kubernetes cluster"),
+    Column("kube-config", "kubeconfig file path on the owner node"),
+    Column("enable", "whether the owner node watches the cluster", "bool"),
+    Column("create-vport", "create a vPort for every pod IP", "bool"),
+    Column("overlay-vxlan-analytics", "decode overlay traffic of this cluster", "bool"),
+    Column("owner", "fabric node that runs the watchers"),
+    Column("status", "disabled, connecting, connected, error or remote"),
+    Column("api-server", "API server URL from the kubeconfig", default=False),
+    Column("pod-count", "pods currently known", "int", default=False),
+    Column("service-count", "services currently known", "int", default=False),
+    Column("node-count", "Kubernetes nodes currently known", "int", default=False),
+    Column("events", "watch events received", "int", default=False),
+    Column("last-sync", "time of the last list or watch event", "time", default=False),
+    Column("last-error", "last error seen (never credentials)", default=False),
+)
+
+_CNI_COLUMNS = (
+    Column("cluster-name", "the name of the Kubernetes cluster"),
+    Column("cni-plugin", "the CNI plugin name"),
+    Column("backend", "the backend used by the CNI plugin"),
+    Column("udp-port", "the VXLAN destination port", "int"),
+    Column("vxlan", "the VXLAN ID (VNI)", "int"),
+    Column("network-type", "the network type implemented by the CNI plugin"),
+    Column("pod-network", "pod address ranges", "list", default=False),
+    Column("source", "where the detection came from", default=False),
+)
+
+_VPORT_COLUMNS = (
+    Column("owner", "switch that owns the Kubernetes connection"),
+    Column("mac", "dummy MAC derived from the pod IP"),
+    Column("vlan", "dummy VLAN", "int"),
+    Column("ip", "pod IP address"),
+    Column("svc-name", "the Kubernetes cluster name"),
+    Column("hostname", "the Kubernetes node where the pod runs"),
+    Column("entity", "the pod name"),
+    Column("power", "the pod phase"),
+    Column("portgroup", "the pod labels"),
+    Column("status", "vPort status flags"),
+    Column("namespace", "Kubernetes namespace of the pod", default=False),
+    Column("node-ip", "internal IP of the pod's node", default=False),
+    Column("host-network", "the pod uses the node's network", "bool", default=False),
+    Column("first-seen", "when the pod first held this IP", "time", default=False),
+    Column("last-seen", "last time the pod changed or was confirmed", "time", default=False),
+)
+
+_CONNECTION_COLUMNS = (
+    Column("switch", "switch that sampled the connection"),
+    Column("vlan", "outer VLAN ID", "int"),
+    Column("vxlan", "VNI of the overlay carrying the connection", "int", default=False),
+    Column("src-ip", "source (client) address"),
+    Column("dst-ip", "destination (server) address"),
+    Column("src-port", "source port", "int", default=False),
+    Column("dst-port", "destination port", "int"),
+    Column("protocol", "IP protocol (tcp, udp, icmp or a number)", "proto", default=False),
+    Column("cur-state", "connection state"),
+    Column("latency", "SYN to SYN-ACK time", "usec"),
+    Column("age", "time since the connection was first seen", "secs"),
+    Column("packets", "packets (scaled by the sampling rate)", "int", default=False),
+    Column("bytes", "bytes (scaled by the sampling rate)", "bytes", default=False),
+    Column("src-pod", "pod holding src-ip", default=False),
+    Column("dst-pod", "pod holding dst-ip", default=False),
+    Column("src-namespace", "namespace of src-pod", default=False),
+    Column("dst-namespace", "namespace of dst-pod", default=False),
+    Column("service", "service that was the destination", default=False),
+    Column("cluster-name", "Kubernetes cluster of the pods", default=False),
+    Column("encapsulation", "overlay encapsulation (none, vxlan, geneve, ipip)", default=False),
+    Column("first-seen", "time of the first sample", "time", default=False),
+    Column("last-seen", "time of the latest sample", "time", default=False),
+)
+
+_SERVICE_COLUMNS = (
+    Column("cluster-name", "the name of the Kubernetes cluster"),
+    Column("namespace", "Kubernetes namespace of the service"),
+    Column("name", "service name"),
+    Column("type", "ClusterIP, NodePort, LoadBalancer or ExternalName"),
+    Column("cluster-ips", "cluster virtual IPs", "list"),
+    Column("external-ips", "external and load-balancer IPs", "list"),
+    Column("node-ports", "node ports", "list", default=False),
+    Column("ports", "service ports as port/protocol->target-port", "list"),
+    Column("backend-pods", "ready backend pods as namespace/pod@ip", "list"),
+)
+
+_NODE_COLUMNS = (
+    Column("name", "fabric node name"),
+    Column("state", "online or offline"),
+    Column("address", "gNMI address of the node"),
+    Column("role", "node role"),
+    Column("last-seen", "last heartbeat", "time"),
+)
+
+_STATS_COLUMNS = (
+    Column("enable", "track connections from sFlow samples", "bool"),
+    Column("max-connections", "maximum connection table size", "int"),
+    Column("idle-timeout", "seconds without a sample before a connection is removed", "int"),
+)
+
+_HISTORY_COLUMNS = (
+    Column("time", "when the change happened (range queries)", "time"),
+    Column("change", "update or delete (range queries)"),
+) + _VPORT_COLUMNS
+
+# -- options -----------------------------------------------------------------------
+_CLUSTER_NAME = Option("cluster-name", "cluster-name-string  the name of the Kubernetes cluster", required=True)
+_K8S_FLAGS = (
+    Option("enable", "enable or disable the connection", "bool", off="disable"),
+    Option("create-vport", "create (or not) a vPort for every pod IP", "bool", off="no-create-vport"),
+    Option("overlay-vxlan-analytics", "decode (or not) the cluster's overlay traffic", "bool",
+           off="no-overlay-vxlan-analytics"),
+)
+_KUBE_CONFIG = "path  absolute path of the kubeconfig file on this node"
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("k8s-connection-create", "create", "create a Kubernetes connection (fabric scope, at most four)",
+            Table(K8S_CONNECTIONS, ("cluster-name",)),
+            options=(_CLUSTER_NAME, Option("kube-config", _KUBE_CONFIG, required=True)) + _K8S_FLAGS,
+            key="cluster-name"),
+    Command("k8s-connection-modify", "modify", "modify a Kubernetes connection",
+            Table(K8S_CONNECTIONS, ("cluster-name",)),
+            options=(Option("cluster-name", _CLUSTER_NAME.help), Option("kube-config", _KUBE_CONFIG)) + _K8S_FLAGS,
+            key="cluster-name"),
+    Command("k8s-connection-delete", "delete", "delete a Kubernetes connection",
+            Table(K8S_CONNECTIONS, ("cluster-name",)), options=(_CLUSTER_NAME,), key="cluster-name"),
+    Command("k8s-connection-show", "show", "display Kubernetes connections",
+            Table(K8S_CONNECTIONS, ("cluster-name",), children=("state",), until="last-sync"),
+            _K8S_CONNECTION_COLUMNS),
+    Command("k8s-cni-show", "show", "display CNI information", Table(CNI, ("cluster-name",)), _CNI_COLUMNS),
+    Command("vport-show", "show", "display the vPort table (where every pod is)",
+            Table(VPORTS, ("ip",), since="first-seen", until="last-seen"), _VPORT_COLUMNS),
+    Command("vport-history-show", "history",
+            "display the vPort table at a past time (snapshot-time) or its changes in a time window",
+            Table(VPORTS, ("ip",)), _HISTORY_COLUMNS),
+    Command("connection-show", "show", "display the connection table",
+            Table(CONNECTIONS, ("vlan", "vxlan", "src-ip", "dst-ip", "src-port", "dst-port", "protocol"),
+                  since="first-seen", until="last-seen"),
+            _CONNECTION_COLUMNS),
+    Command("service-show", "show", "display Kubernetes services with their virtual IPs and backends",
+            Table(SERVICES, ("cluster-name", "namespace", "name")), _SERVICE_COLUMNS),
+    Command("connection-stats-settings-modify", "settings-modify", "modify connection statistics settings",
+            Table(STATS_SETTINGS),
+            options=(Option("enable", "enable or disable connection statistics", "bool", off="disable"),
+                     Option("max-connections", "1..10000000  maximum connection table size", "int",
+                            low=1, high=10_000_000),
+                     Option("idle-timeout", "1..86400  seconds without a sample before removal", "int",
+                            low=1, high=86_400))),
+    Command("connection-stats-settings-show", "settings-show", "display connection statistics settings",
+            Table(STATS_SETTINGS), _STATS_COLUMNS),
+    Command("fabric-node-show", "show", "display the nodes of the fabric",
+            Table(FABRIC_NODES, ("name",), until="last-seen"), _NODE_COLUMNS),
+    Command("pager", "builtin", "pager on|off (accepted; output is never paged)"),
+    Command("help", "builtin", "help [command]: list commands, or one command's parameters"),
+    Command("exit", "builtin", "leave the shell"),
+    Command("quit", "builtin", "leave the shell"),
+)}
+
+# parameters of vport-history-show besides the filters
+SNAPSHOT_TIME = "snapshot-time"
+SNAPSHOT_TIME_HELP = "date/time: yyyy-mm-ddTHH:mm:ss, or #d#h#m#s ago  the vPort table at that time"
+
+
+def command_names() -> list[str]:
+    """Every command name, sorted."""
+    return sorted(COMMANDS)
+
+
+@dataclass
+class ParsedCommand:
+    """A command line after parsing: what to do and how to print it."""
+
+    command: Command
+    filters: dict[str, object] = field(default_factory=dict)  # column -> value (show)
+    times: dict[str, str] = field(default_factory=dict)  # time filters as given
+    values: dict[str, object] = field(default_factory=dict)  # leaf -> value (create/modify)
+    columns: list[str] | None = None  # `format`
+    delim: str | None = None  # `parsable-delim`
+    headers: bool = True
+    sort: tuple[str, bool] | None = None  # (column, descending)
+    vertical: bool | None = None  # `layout`; None: the command's usual layout
+    snapshot: str | None = None  # vport-history-show snapshot-time
+    args: list[str] = field(default_factory=list)  # builtin arguments

@@ -1,0 +1,269 @@
+"""Runs one command line against a backend and returns what to print.
+
+Show commands: read rows, keep those matching the column filters and the
+time window, sort, pick the columns, render.  Config commands: check the
+entry exists (or not) for a clear Netvisor-style message, then hand one
+`Edit` to the backend, which validates through the agent's single write
+path.  Every failure becomes one line naming the command.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from collectors.k8s.timefilters import TimeFilterError, parse_duration, parse_time, parse_window
+
+from . import render
+from .backend import Backend, Edit
+from .commands import COMMANDS, Column, Command, ParsedCommand
+from .errors import CliError
+from .parser import command_help, find_command, general_help, parse
+
+# vport-history-show columns for a range of changes (a snapshot shows vport-show's)
+_HISTORY_RANGE_DEFAULT = ("time", "change", "ip", "svc-name", "hostname", "entity", "power", "portgroup")
+
+
+@dataclass
+class Outcome:
+    """The result of one line: text to print, or an error line; `exit` ends the shell."""
+
+    output: str = ""
+    error: str | None = None
+    exit: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the command succeeded."""
+        return self.error is None
+
+
+class Engine:
+    """Executes command lines for one user against one backend."""
+
+    def __init__(self, backend: Backend, *, as_json: bool = False, now: Callable[[], float] = time.time) -> None:
+        self.backend = backend
+        self.as_json = as_json
+        self.now = now
+
+    async def run(self, line: str) -> Outcome:
+        """Execute one line; never raises for a user error."""
+        try:
+            parsed = parse(line)
+            if parsed is None:
+                return Outcome()
+            return await self.execute(parsed)
+        except CliError as exc:
+            return Outcome(error=str(exc))
+
+    async def execute(self, p: ParsedCommand) -> Outcome:
+        """Execute a parsed command."""
+        cmd = p.command
+        try:
+            if cmd.kind == "builtin":
+                return self._builtin(p)
+            if cmd.kind == "show":
+                return Outcome(await self._show(p))
+            if cmd.kind == "settings-show":
+                return Outcome(await self._settings_show(p))
+            if cmd.kind == "history":
+                return Outcome(await self._history(p))
+            await self._change(p)
+            return Outcome()
+        except TimeFilterError as exc:
+            raise CliError(f"{cmd.name}: {exc}") from None
+        except CliError as exc:
+            text = str(exc)
+            raise CliError(text if text.startswith(cmd.name) else f"{cmd.name}: {text}") from None
+
+    # -- builtins ------------------------------------------------------------------
+    def _builtin(self, p: ParsedCommand) -> Outcome:
+        name = p.command.name
+        if name in ("exit", "quit"):
+            return Outcome(exit=True)
+        if name == "pager":
+            if p.args not in (["on"], ["off"], []):
+                raise CliError("pager: expected on or off")
+            return Outcome()
+        if p.args:
+            return Outcome(command_help(find_command(p.args[0])))
+        return Outcome(general_help())
+
+    # -- show ----------------------------------------------------------------------
+    async def _show(self, p: ParsedCommand) -> str:
+        cmd = p.command
+        rows = [_normalize(r, cmd) for r in await self.backend.rows(cmd.table)]
+        rows = [r for r in rows if _matches(r, p.filters, cmd)]
+        if p.times:
+            t1, t2 = parse_window(p.times, now=self.now())
+            rows = [r for r in rows if _in_window(r, cmd, t1, t2)]
+        rows.sort(key=lambda r: tuple(_sort_value(r.get(k)) for k in cmd.table.keys))
+        return self._render(p, rows, cmd.default_columns)
+
+    async def _settings_show(self, p: ParsedCommand) -> str:
+        cmd = p.command
+        row = _normalize(await self.backend.settings(cmd.table), cmd)
+        rows = [row] if _matches(row, p.filters, cmd) else []
+        if self.as_json:
+            return render.as_json(rows, self._columns(p, rows, [c.name for c in cmd.columns]), single=True)
+        columns = self._columns(p, rows, [c.name for c in cmd.columns], drop_empty=False)
+        if p.delim is not None:
+            return render.parsable(rows, columns, p.delim, p.headers)
+        if p.vertical is False:
+            return render.table(rows, columns, p.headers)
+        return render.vertical(rows, columns, p.headers)
+
+    async def _history(self, p: ParsedCommand) -> str:
+        cmd = p.command
+        now = self.now()
+        if p.times:
+            t1, t2 = parse_window(p.times, now=now)
+            rows = await self.backend.changes(cmd.table, t1, t2)
+            default = list(_HISTORY_RANGE_DEFAULT)
+        else:
+            at = _point_in_time(p.snapshot, now) if p.snapshot else now
+            rows = await self.backend.snapshot(cmd.table, at)
+            default = [c.name for c in cmd.columns if c.default and c.name not in ("time", "change")]
+        rows = [_normalize(r, cmd) for r in rows]
+        rows = [r for r in rows if _matches(r, p.filters, cmd)]
+        rows.sort(key=lambda r: (_sort_value(r.get("time")), _sort_value(r.get("ip"))))
+        return self._render(p, rows, default)
+
+    def _columns(self, p: ParsedCommand, rows: list[dict], default: list[str], drop_empty: bool = True) -> list[Column]:
+        cmd = p.command
+        if p.columns:
+            names = p.columns
+        elif self.as_json:
+            names = [c.name for c in cmd.columns if any(r.get(c.name) is not None for r in rows)]
+        else:
+            names = default
+            if drop_empty and rows:  # Netvisor leaves out columns no row has a value for
+                names = [n for n in names if any(r.get(n) not in (None, "", []) for r in rows)]
+        return [cmd.column(n) for n in names]
+
+    def _render(self, p: ParsedCommand, rows: list[dict], default: list[str]) -> str:
+        if p.sort:
+            name, descending = p.sort
+            kind = p.command.column(name).kind
+            present = [r for r in rows if r.get(name) not in (None, "")]
+            absent = [r for r in rows if r.get(name) in (None, "")]
+            present.sort(key=lambda r: _sort_value(r.get(name), kind), reverse=descending)
+            rows = present + absent
+        columns = self._columns(p, rows, default)
+        if self.as_json:
+            return render.as_json(rows, columns)
+        if not rows:
+            return ""
+        if p.delim is not None:
+            return render.parsable(rows, columns, p.delim, p.headers)
+        if p.vertical:
+            return render.vertical(rows, columns, p.headers)
+        return render.table(rows, columns, p.headers)
+
+    # -- config --------------------------------------------------------------------
+    async def _change(self, p: ParsedCommand) -> None:
+        cmd = p.command
+        values = dict(p.values)
+        if cmd.kind == "settings-modify":
+            await self.backend.apply(Edit("merge", cmd.table.path, {}, values))
+            return
+        existing = {str(r.get(cmd.key)) for r in await self.backend.rows(cmd.table)}
+        name = values.pop(cmd.key, None)
+        if name is None:  # Netvisor's `k8s-connection-modify create-vport` with a single connection
+            if len(existing) != 1:
+                raise CliError(f"{cmd.key} is required ({len(existing)} entries exist)")
+            name = next(iter(existing))
+        what = f"{cmd.key} {name}"
+        if cmd.kind == "create":
+            if str(name) in existing:
+                raise CliError(f"{what} already exists")
+            await self.backend.apply(Edit("create", cmd.table.path, {cmd.key: name}, values))
+            return
+        if str(name) not in existing:
+            raise CliError(f"{what} does not exist")
+        if cmd.kind == "delete":
+            await self.backend.apply(Edit("delete", cmd.table.path, {cmd.key: name}))
+            return
+        if not values:
+            words = ", ".join(w for o in cmd.options if o.name != cmd.key for w in o.words)
+            raise CliError(f"nothing to change (parameters: {words})")
+        await self.backend.apply(Edit("merge", cmd.table.path, {cmd.key: name}, values))
+
+
+def _point_in_time(text: str, now: float) -> float:
+    """snapshot-time: a date/time, or a duration meaning that long ago."""
+    try:
+        return parse_time(text)
+    except TimeFilterError:
+        pass
+    try:
+        return now - parse_duration(text)
+    except TimeFilterError:
+        raise CliError(f"invalid snapshot-time '{text}'; expected yyyy-mm-ddTHH:mm:ss or #d#h#m#s (ago)") from None
+
+
+def _normalize(row: dict, cmd: Command) -> dict:
+    out = dict(row)
+    for c in cmd.columns:
+        if c.name in out:
+            out[c.name] = render.normalize(out[c.name], c.kind)
+    return out
+
+
+def _matches(row: dict, filters: dict, cmd: Command) -> bool:
+    """Column filters: a value equals the raw or the displayed value (any element of a list)."""
+    for name, wanted in filters.items():
+        column = cmd.column(name)
+        value = row.get(name)
+        if column.kind == "bool":
+            if bool(value) != wanted:
+                return False
+            continue
+        if value is None:
+            return False
+        candidates = value if isinstance(value, list) else [value]
+        texts = {str(v) for v in candidates} | {render.show(v, column.kind if column.kind != "list" else "str")
+                                               for v in candidates}
+        if str(wanted) not in texts:
+            return False
+    return True
+
+
+def _in_window(row: dict, cmd: Command, t1: float, t2: float) -> bool:
+    """Does the row's life [since, until] (or its change time) overlap [t1, t2)?"""
+    table = cmd.table
+    since = render.to_epoch(row.get(table.since)) if table.since else None
+    until = render.to_epoch(row.get(table.until)) if table.until else None
+    changed = row.get("_ts")
+    start = since if since is not None else (until if until is not None else changed)
+    end = until if until is not None else (changed if changed is not None else since)
+    if start is None or end is None:
+        return False
+    return start < t2 and max(start, end) >= t1
+
+
+def _sort_value(value: object, kind: str = "str") -> tuple:
+    """Sort key: numbers numerically, IP addresses by address, the rest as text."""
+    if value is None:
+        return (3, 0, "")
+    if isinstance(value, bool):
+        return (0, int(value), "")
+    if isinstance(value, (int, float)):
+        return (0, value, "")
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    if kind == "time":
+        epoch = render.to_epoch(value)
+        if epoch is not None:
+            return (0, epoch, "")
+    try:
+        address = ipaddress.ip_address(str(value))
+        return (1, address.version * (1 << 130) + int(address), "")
+    except ValueError:
+        return (2, 0, str(value))
+
+
+def all_commands() -> dict[str, Command]:
+    """The command table (for shells that list or complete commands)."""
+    return COMMANDS
