@@ -1,0 +1,91 @@
+"""The connection table producer: tracker + attribution -> datastore rows.
+
+Follows ``kubefabric-connection:connection-stats-settings`` (node-local):
+tracking runs only while ``enable`` is true (turning it off removes every
+row), ``max-connections`` and ``idle-timeout`` resize the tracker.  The
+collector feeds samples to :attr:`ConnectionTable.tracker` and calls
+:meth:`ConnectionTable.flush` a few times a second; each flush writes the
+changed rows in one ``ds.state.batch()``, so the change feed sees one batch
+per flush however many samples arrived.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .attribution import Attributor
+from .tracker import CONNECTIONS_PATH, ConnectionTracker
+
+__all__ = ["ConnectionTable", "SETTINGS_TOP"]
+
+log = logging.getLogger(__name__)
+
+SETTINGS_TOP = "kubefabric-connection:connection-stats-settings"
+
+
+class ConnectionTable:
+    """``ConnectionTable(ds)``; ``configure(running)``; ``flush(now)``; ``tracker``; ``enabled``."""
+
+    def __init__(self, ds: Any, max_rows_per_flush: int = 50_000, attribution_retry: float = 5.0) -> None:
+        self.ds = ds
+        self.tracker = ConnectionTracker()
+        self.attributor = Attributor(ds)
+        self.enabled = False
+        self.max_rows_per_flush = max_rows_per_flush
+        self.attribution_retry = attribution_retry
+        self.rows_written = 0
+        self.rows_deleted = 0
+
+    def configure(self, running: dict) -> None:
+        """Apply connection-stats-settings and the k8s analytics cluster from the running config."""
+        settings = running.get(SETTINGS_TOP) or {}
+        enable = bool(settings.get("enable", False))
+        max_connections = int(settings.get("max-connections", 100_000))
+        idle_timeout = float(settings.get("idle-timeout", 300))
+        self.tracker.resize(max_connections, idle_timeout)
+        before = self.attributor.analytics_cluster
+        self.attributor.configure(running)
+        if self.attributor.analytics_cluster != before:
+            for conn in self.tracker.table.values():  # re-attribute on the next write
+                if conn.encapsulation != "none":
+                    conn.attribution = None
+        if enable != self.enabled:
+            self.enabled = enable
+            log.info("connection tracking %s", "enabled" if enable else "disabled")
+            if not enable:
+                gone = self.tracker.clear()
+                self._write([], gone, time.time())
+
+    def close(self) -> None:
+        """Stop following the feed (rows stay until the agent stops)."""
+        self.attributor.close()
+
+    def flush(self, now: float | None = None) -> int:
+        """Expire idle entries and write changed rows; returns the rows written or deleted."""
+        now = now or time.time()
+        self.tracker.expire(now)
+        changed, gone = self.tracker.take_changes(self.max_rows_per_flush)
+        return self._write(changed, gone, now)
+
+    def _write(self, changed: list, gone: list, now: float) -> int:
+        if not changed and not gone:
+            return 0
+        state = self.ds.state
+        leaves = self.attributor.leaves
+        retry = self.attribution_retry
+        with state.batch():
+            for key in gone:
+                state.delete(CONNECTIONS_PATH, key)
+            for conn in changed:
+                row = conn.row(now)
+                attribution = conn.attribution
+                if attribution is None or (not attribution and now - conn.attributed_at > retry):
+                    attribution = conn.attribution = leaves(conn)
+                    conn.attributed_at = now
+                if attribution:
+                    row.update(attribution)
+                state.upsert(CONNECTIONS_PATH, conn.key, row)
+        self.rows_written += len(changed)
+        self.rows_deleted += len(gone)
+        return len(changed) + len(gone)

@@ -1,0 +1,338 @@
+"""The connection table (Netvisor's connection-show) built from sampled packets.
+
+One :class:`Connection` per (vlan, vxlan, protocol, two endpoints).  Both
+halves of a conversation land on the same entry: the lookup key orders the
+two endpoints, and the entry remembers which one is the client:
+
+* the sender of a SYN (without ACK) is the client, the sender of a SYN-ACK
+  the server, whenever such a packet is sampled -- even after the entry was
+  created, in which case the entry turns round;
+* without a sampled SYN the **lower port is the server** (services listen on
+  low or well-known ports, clients use ephemeral ones); equal ports keep the
+  orientation of the first sampled packet.
+
+``cur-state`` follows the sampled TCP flags: ``syn`` -> ``syn-ack`` ->
+``established`` (any other packet of a connection not yet closing), ``fin``
+(one side sent FIN), ``closed`` (both sides sent FIN, or ``close_linger``
+seconds without a sample after a FIN or RST), ``rst``; a new SYN on a closed
+entry starts a new connection on it.  UDP, ICMP and other protocols are
+``active``.  ``latency`` is the time from the latest sampled SYN to the
+sampled SYN-ACK, in microseconds, from the collector's arrival times (so
+its resolution is the exporter's batching: a SYN and SYN-ACK in the same
+datagram give 0).
+
+Packets and bytes are scaled by the sampling rate (each sample stands for
+``rate`` packets of ``frame_length`` bytes).  For an encapsulated sample
+the connection is the *inner* flow and ``vxlan`` is the VNI.
+
+The hot path (:meth:`ConnectionTracker.observe`) touches only a dict (an
+OrderedDict kept in last-seen order, so both idle expiry and eviction of the
+oldest idle entry read it from the front) and the entry's slots; rows for
+the datastore are built only for changed entries, by :meth:`take_changes`.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterable
+
+from collectors.sflow.stats import rfc3339
+
+__all__ = [
+    "Connection", "ConnectionTracker", "sample_from_record",
+    "FIN", "SYN", "RST", "ACK", "CONNECTIONS_PATH",
+]
+
+CONNECTIONS_PATH = "/kubefabric-connection:connections/connection"
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+_PORTED = frozenset({6, 17, 132})  # protocols whose samples are useless without ports
+_OPENING = (None, "syn", "syn-ack")
+_CLOSING = ("fin", "rst")
+
+
+def sample_from_record(rec, t: float) -> tuple | None:
+    """The compact sample the tracker consumes, from a producer ``FlowRecord``.
+
+    ``(t, switch, rate, frame_length, vlan, vni, encapsulation, src, dst,
+    protocol, src_port, dst_port, tcp_flags)``; the inner flow for
+    encapsulated samples.  None for samples without an IP flow (ARP, a
+    header cut inside the tunnel header).
+    """
+    encap = rec.encapsulation
+    if encap != "none":
+        src = rec.inner_src_ip
+        if src is None:
+            return None
+        return (t, rec.agent, rec.sampling_rate or 1, rec.frame_length or 0, rec.vlan or 0, rec.vni or 0, encap,
+                src, rec.inner_dst_ip, rec.inner_protocol or 0, rec.inner_src_port, rec.inner_dst_port,
+                rec.inner_tcp_flags)
+    src = rec.src_ip
+    if src is None:
+        return None
+    return (t, rec.agent, rec.sampling_rate or 1, rec.frame_length or 0, rec.vlan or 0, 0, encap,
+            src, rec.dst_ip, rec.protocol or 0, rec.src_port, rec.dst_port, rec.tcp_flags)
+
+
+class Connection:
+    """One tracked connection; ``src`` is the client (see the module docstring)."""
+
+    __slots__ = ("switch", "vlan", "vxlan", "protocol", "src_ip", "dst_ip", "src_port", "dst_port",
+                 "encapsulation", "state", "fins", "syn_time", "latency", "first_seen", "last_seen",
+                 "packets", "bytes", "published", "first_text", "attribution", "attributed_at")
+
+    def __init__(self, switch: str, vlan: int, vxlan: int, protocol: int, src_ip: str, dst_ip: str,
+                 src_port: int, dst_port: int, encapsulation: str, t: float) -> None:
+        self.switch = switch
+        self.vlan = vlan
+        self.vxlan = vxlan
+        self.protocol = protocol
+        self.src_ip = src_ip
+        self.dst_ip = dst_ip
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.encapsulation = encapsulation
+        self.state: str | None = None if protocol == 6 else "active"
+        self.fins = 0  # 1: client sent FIN, 2: server sent FIN
+        self.syn_time: float | None = None
+        self.latency: int | None = None
+        self.first_seen = t
+        self.last_seen = t
+        self.packets = 0
+        self.bytes = 0
+        self.published: tuple | None = None  # datastore key of the row, once written
+        self.first_text: str | None = None
+        self.attribution: dict | None = None  # pod/service leaves, once known
+        self.attributed_at = 0.0
+
+    @property
+    def key(self) -> tuple:
+        """The datastore key: (vlan, vxlan, src-ip, dst-ip, src-port, dst-port, protocol)."""
+        return (self.vlan, self.vxlan, self.src_ip, self.dst_ip, self.src_port, self.dst_port, self.protocol)
+
+    def turn(self) -> None:
+        """Swap client and server (a SYN or SYN-ACK showed the guess was wrong)."""
+        self.src_ip, self.dst_ip = self.dst_ip, self.src_ip
+        self.src_port, self.dst_port = self.dst_port, self.src_port
+        self.fins = ((self.fins & 1) << 1) | ((self.fins & 2) >> 1)
+        self.attribution = None
+        self.attributed_at = 0.0
+
+    def restart(self, t: float) -> None:
+        """A new SYN on a finished entry: the same 5-tuple carries a new connection."""
+        self.first_seen = t
+        self.first_text = None
+        self.packets = self.bytes = 0
+        self.fins = 0
+        self.latency = None
+        self.syn_time = None
+        self.state = None
+
+    def row(self, now: float) -> dict:
+        """The connection's leaves (keys and attribution excluded)."""
+        if self.first_text is None:
+            self.first_text = rfc3339(self.first_seen)
+        row = {
+            "switch": self.switch,
+            "cur-state": self.state or "established",
+            "age": max(0, int(now - self.first_seen)),
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "encapsulation": self.encapsulation,
+            "first-seen": self.first_text,
+            "last-seen": rfc3339(self.last_seen),
+        }
+        if self.latency is not None:
+            row["latency"] = self.latency
+        return row
+
+    def __repr__(self) -> str:
+        return (f"Connection({self.src_ip}:{self.src_port} -> {self.dst_ip}:{self.dst_port} proto {self.protocol} "
+                f"vlan {self.vlan} vxlan {self.vxlan} {self.state} pkts {self.packets} bytes {self.bytes} "
+                f"latency {self.latency})")
+
+
+class ConnectionTracker:
+    """Sampled packets in, connection entries out.
+
+    ``observe(*sample)`` per flow sample (see :func:`sample_from_record`),
+    ``expire(now)`` now and then, ``take_changes(now)`` to collect the
+    entries to write and the datastore keys to delete.
+    """
+
+    def __init__(self, max_connections: int = 100_000, idle_timeout: float = 300.0, close_linger: float = 10.0) -> None:
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.close_linger = close_linger
+        self.table: OrderedDict[tuple, Connection] = OrderedDict()
+        self._dirty: dict[int, Connection] = {}
+        self._closing: dict[int, Connection] = {}
+        self._gone: list[tuple] = []
+        # counters
+        self.samples = 0
+        self.skipped = 0
+        self.created = 0
+        self.expired = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    # ------------------------------------------------------------------ hot path
+    def observe(self, t: float, switch: str, rate: int, length: int, vlan: int, vni: int, encap: str,
+                src: str, dst: str, proto: int, sport: int | None, dport: int | None, flags: int | None) -> None:
+        """Account one sampled packet."""
+        self.samples += 1
+        if sport is None or dport is None:
+            if proto in _PORTED:
+                self.skipped += 1  # header cut before the ports: cannot tell which connection
+                return
+            sport = dport = 0
+        if src < dst or (src == dst and sport <= dport):
+            lookup = (vlan, vni, proto, src, sport, dst, dport)
+        else:
+            lookup = (vlan, vni, proto, dst, dport, src, sport)
+        table = self.table
+        conn = table.get(lookup)
+        if conn is None:
+            if len(table) >= self.max_connections:
+                self._evict()
+            if proto == 6 and flags is not None and flags & SYN:
+                client_sent = not flags & ACK
+            else:
+                client_sent = sport >= dport  # lower port = server
+            if client_sent:
+                conn = Connection(switch, vlan, vni, proto, src, dst, sport, dport, encap, t)
+            else:
+                conn = Connection(switch, vlan, vni, proto, dst, src, dport, sport, encap, t)
+            table[lookup] = conn
+            self.created += 1
+        else:
+            table.move_to_end(lookup)
+            conn.switch = switch
+        conn.last_seen = t
+        conn.packets += rate
+        conn.bytes += length * rate
+        if proto == 6 and flags is not None:
+            self._tcp(conn, flags, conn.src_port == sport and conn.src_ip == src, t)
+        self._dirty[id(conn)] = conn
+
+    def _tcp(self, conn: Connection, flags: int, from_client: bool, t: float) -> None:
+        state = conn.state
+        if flags & RST:
+            conn.state = "rst"
+            self._closing[id(conn)] = conn
+        elif flags & SYN:
+            if flags & ACK:  # SYN-ACK: sent by the server
+                if from_client:
+                    conn.turn()
+                if state in _OPENING:
+                    conn.state = "syn-ack"
+                    if conn.syn_time is not None and conn.latency is None and t >= conn.syn_time:
+                        conn.latency = int((t - conn.syn_time) * 1_000_000)
+            else:  # SYN: sent by the client
+                if state in _CLOSING or state == "closed":
+                    conn.restart(t)
+                    self._closing.pop(id(conn), None)
+                    state = None
+                if not from_client:
+                    conn.turn()
+                if state in _OPENING:
+                    conn.state = "syn"
+                    conn.syn_time = t
+        elif flags & FIN:
+            conn.fins |= 1 if from_client else 2
+            if conn.fins == 3:
+                conn.state = "closed"
+                self._closing.pop(id(conn), None)
+            elif state != "closed":
+                conn.state = "fin"
+                self._closing[id(conn)] = conn
+        elif state in _OPENING:
+            conn.state = "established"
+
+    # ------------------------------------------------------------------ upkeep
+    def _evict(self) -> None:
+        _, conn = self.table.popitem(last=False)  # the oldest idle entry
+        self.evicted += 1
+        self._forget(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        self._dirty.pop(id(conn), None)
+        self._closing.pop(id(conn), None)
+        if conn.published is not None:
+            self._gone.append(conn.published)
+            conn.published = None
+
+    def expire(self, now: float) -> int:
+        """Remove entries idle for ``idle_timeout``; close FIN/RST entries idle for ``close_linger``."""
+        table = self.table
+        limit = now - self.idle_timeout
+        removed = 0
+        while table:
+            lookup, conn = next(iter(table.items()))
+            if conn.last_seen > limit:
+                break
+            del table[lookup]
+            self._forget(conn)
+            removed += 1
+        self.expired += removed
+        if self._closing:
+            linger = now - self.close_linger
+            for ident, conn in list(self._closing.items()):
+                if conn.state not in _CLOSING:
+                    del self._closing[ident]
+                elif conn.last_seen <= linger:
+                    conn.state = "closed"
+                    del self._closing[ident]
+                    self._dirty[ident] = conn
+        return removed
+
+    def resize(self, max_connections: int, idle_timeout: float) -> None:
+        """Apply new limits; entries over the new maximum are evicted at once."""
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.close_linger = min(self.close_linger, idle_timeout)
+        while len(self.table) > max_connections:
+            self._evict()
+
+    def clear(self) -> list[tuple]:
+        """Forget every entry; returns the datastore keys of the rows that must go."""
+        for conn in self.table.values():
+            self._forget(conn)
+        self.table.clear()
+        gone, self._gone = self._gone, []
+        return gone
+
+    def take_changes(self, limit: int | None = None) -> tuple[list[Connection], list[tuple]]:
+        """(entries changed since the last call, datastore keys to delete).
+
+        An entry that turned round since it was written appears in both: its
+        old key is deleted and it is written under the new one.  ``limit``
+        caps the entries returned; the rest stay pending for the next call.
+        """
+        dirty = self._dirty
+        if limit is None or len(dirty) <= limit:
+            changed = list(dirty.values())
+            dirty.clear()
+        else:
+            changed = []
+            for ident in list(dirty)[:limit]:
+                changed.append(dirty.pop(ident))
+        gone, self._gone = self._gone, []
+        for conn in changed:
+            key = conn.key
+            if conn.published is not None and conn.published != key:
+                gone.append(conn.published)
+            conn.published = key
+        return changed, gone
+
+    def observe_all(self, samples: Iterable[tuple]) -> None:
+        """``observe`` each compact sample."""
+        observe = self.observe
+        for sample in samples:
+            observe(*sample)
+
+    def stats(self) -> dict:
+        """Tracker counters (for logs and benchmarks)."""
+        return {"connections": len(self.table), "samples": self.samples, "skipped": self.skipped,
+                "created": self.created, "expired": self.expired, "evicted": self.evicted}

@@ -1,0 +1,258 @@
+"""Multi-process sFlow reception for rates one core cannot decode.
+
+Each worker process binds the collector's UDP port with ``SO_REUSEPORT``
+(the kernel spreads exporters over the sockets by source address, so one
+exporter's datagrams stay in one worker), decodes every datagram and sends
+the main process compact batches over a pipe:
+
+    ("batch", stats, samples)
+        stats:   [(agent or None, sub_agent_id, sequence, uptime, n_samples, malformed), ...]
+        samples: [tracker sample tuple, ...]   (only while tracking is on)
+
+A batch leaves every ``BATCH_SECONDS`` or ``BATCH_DATAGRAMS`` datagrams,
+whichever comes first.  The main process keeps the statistics, the
+connection tracker and every datastore write, so the workers share nothing.
+Control messages go the other way: ``("config", vxlan_ports, geneve_port,
+track)`` and ``("stop",)``.
+
+Workers are fresh interpreters (``python -m collectors.sflow.workers``)
+joined to the main process by a socketpair carrying
+``multiprocessing.connection`` messages: forking a process that runs an
+asyncio loop and gRPC threads is not safe, and multiprocessing's ``spawn``
+re-imports the parent's ``__main__``, which an embedding program may not
+allow.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["WorkerPool", "bind_udp", "BATCH_SECONDS", "BATCH_DATAGRAMS", "RCVBUF_BYTES"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SECONDS = 0.05
+BATCH_DATAGRAMS = 256
+#: Receive buffer asked for (SO_RCVBUFFORCE as root, else SO_RCVBUF capped by net.core.rmem_max).
+RCVBUF_BYTES = 32 * 1024 * 1024
+
+
+def bind_udp(host: str, port: int, reuseport: bool = False, rcvbuf: int = RCVBUF_BYTES) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port) with a large receive buffer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        force = getattr(socket, "SO_RCVBUFFORCE", None)
+        try:
+            if force is None:
+                raise PermissionError
+            sock.setsockopt(socket.SOL_SOCKET, force, rcvbuf)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports, geneve_port: int, track: bool) -> None:
+    """Body of one worker process."""
+    from collectors.conntrack.tracker import sample_from_record
+    from collectors.sflow.decoder import decode_datagram
+    from collectors.sflow.producer import iter_flows
+
+    sock = bind_udp(host, port, reuseport=True)
+    sock.setblocking(True)
+    sock.settimeout(BATCH_SECONDS)
+    out = ctl = conn
+    out.send(("ready", index, sock.getsockname()[1], os.getpid()))
+    vxlan_ports = frozenset(vxlan_ports)
+    stats: list = []
+    samples: list = []
+    next_send = time.monotonic() + BATCH_SECONDS
+    recv = sock.recv
+    clock = time.time
+    monotonic = time.monotonic
+    parent = os.getppid()
+    while True:
+        try:
+            data = recv(65535)
+        except (socket.timeout, InterruptedError):
+            data = None
+        if data is not None:
+            t = clock()
+            try:
+                dg = decode_datagram(data, vxlan_ports, geneve_port)
+                stats.append((dg.agent or None, dg.sub_agent_id, dg.sequence, dg.uptime, len(dg.samples),
+                              dg.malformed is not None))
+                if track:
+                    for rec in iter_flows(dg):
+                        sample = sample_from_record(rec, t)
+                        if sample is not None:
+                            samples.append(sample)
+            except Exception:  # the decoder never raises; this guards the extraction
+                stats.append((None, 0, 0, 0, 0, True))
+            if len(stats) < BATCH_DATAGRAMS and monotonic() < next_send:
+                continue
+        elif not stats and monotonic() < next_send:
+            continue
+        next_send = monotonic() + BATCH_SECONDS
+        try:
+            if stats or samples:
+                out.send(("batch", stats, samples))
+                stats, samples = [], []
+            while ctl.poll():
+                msg = ctl.recv()
+                if msg[0] == "stop":
+                    return
+                if msg[0] == "config":
+                    vxlan_ports, geneve_port, track = frozenset(msg[1]), msg[2], msg[3]
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+            return  # the main process is gone
+        if os.getppid() != parent:
+            return
+
+
+class WorkerPool:
+    """``workers`` processes receiving on one port; batches go to ``on_batch(stats, samples)``.
+
+    ``on_batch`` is called in the event loop thread.
+    """
+
+    def __init__(self, host: str, port: int, workers: int, on_batch: Callable[[list, list], None],
+                 vxlan_ports=frozenset({4789, 8472}), geneve_port: int = 6081, track: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.on_batch = on_batch
+        self._config = (tuple(sorted(vxlan_ports)), geneve_port, track)
+        self._procs: list[subprocess.Popen] = []
+        self._conns: list[Connection] = []
+        self._threads: list[threading.Thread] = []
+        self._loop = None
+        self._stopping = False
+        self.pids: list[int] = []
+
+    def _spawn(self, index: int) -> tuple[subprocess.Popen, Connection]:
+        ours, theirs = socket.socketpair()
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        args = json.dumps({"index": index, "host": self.host, "port": self.port, "fd": theirs.fileno(),
+                           "vxlan_ports": list(self._config[0]), "geneve_port": self._config[1],
+                           "track": self._config[2]})
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "collectors.sflow.workers", args],
+                                    pass_fds=[theirs.fileno()], env=env, cwd=root)
+        finally:
+            theirs.close()
+        return proc, Connection(ours.detach())
+
+    async def start(self, loop, timeout: float = 30.0) -> None:
+        """Start the workers and wait until each has bound the port."""
+        import asyncio
+
+        self._loop = loop
+        ready: asyncio.Queue = asyncio.Queue()
+        for index in range(self.workers):
+            proc, conn = self._spawn(index)
+            self._procs.append(proc)
+            self._conns.append(conn)
+            thread = threading.Thread(target=self._read, args=(index, conn, ready), name=f"sflow-pipe-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        deadline = loop.time() + timeout
+        while len(self.pids) < self.workers:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"sFlow workers did not start within {timeout}s")
+            item = await asyncio.wait_for(ready.get(), remaining)
+            if item is None:
+                raise RuntimeError("an sFlow worker exited during start-up (port in use?)")
+            self.pids.append(item)
+
+    def _read(self, index: int, conn: Connection, ready) -> None:
+        """Pipe reader thread: hand each batch to the loop."""
+        loop = self._loop
+        try:
+            while True:
+                msg = conn.recv()
+                if msg[0] == "batch":
+                    loop.call_soon_threadsafe(self.on_batch, msg[1], msg[2])
+                elif msg[0] == "ready":
+                    loop.call_soon_threadsafe(ready.put_nowait, msg[3])
+        except (EOFError, OSError):
+            pass
+        except RuntimeError:  # loop closed
+            return
+        if not self._stopping:
+            log.error("sFlow worker %d exited", index)
+            try:
+                loop.call_soon_threadsafe(ready.put_nowait, None)
+            except RuntimeError:
+                pass
+
+    def configure(self, vxlan_ports, geneve_port: int, track: bool) -> None:
+        """Send new decode settings to every worker."""
+        config = (tuple(sorted(vxlan_ports)), geneve_port, track)
+        if config == self._config:
+            return
+        self._config = config
+        for conn in self._conns:
+            try:
+                conn.send(("config", *config))
+            except OSError:
+                pass
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Ask the workers to stop; kill the ones that do not."""
+        import asyncio
+
+        self._stopping = True
+        for conn in self._conns:
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        for proc in self._procs:
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for thread in self._threads:
+            thread.join(1.0)
+        for conn in self._conns:
+            conn.close()
+        self._procs.clear()
+        self._conns.clear()
+        self._threads.clear()
+
+
+def _main(argv: list[str]) -> int:
+    args = json.loads(argv[0])
+    conn = Connection(args["fd"])
+    try:
+        _worker_main(args["index"], args["host"], args["port"], conn, args["vxlan_ports"], args["geneve_port"],
+                     args["track"])
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
