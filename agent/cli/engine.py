@@ -47,8 +47,8 @@ class Engine:
         self.as_json = as_json
         self.now = now
 
-    async def run(self, line: str) -> Outcome:
-        """Execute one line; never raises for a user error."""
+    async def run(self, line: str | list[str]) -> Outcome:
+        """Execute one line (or its words); never raises for a user error."""
         try:
             parsed = parse(line)
             if parsed is None:

@@ -1,0 +1,290 @@
+"""The gNMI backend: `kubefabric cli` talking to a local or remote agent.
+
+Plain gNMI with username/password metadata, as any client would: Get
+(JSON_IETF) for tables and settings, Set for config, Subscribe ONCE with
+the History extension (snapshot_time or range) for the time machine.
+Responses are read whatever their shape: one update per leaf, per list
+entry, or one subtree for the whole path all turn into the same rows.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+from pygnmi.spec.v080 import gnmi_ext_pb2, gnmi_pb2, gnmi_pb2_grpc
+
+from .backend import NODES_TABLE, Edit, node_name_from
+from .commands import Table
+from .errors import CliError, NotImplementedByAgent
+
+JSON_IETF = gnmi_pb2.Encoding.Value("JSON_IETF")
+
+
+class GnmiBackend:
+    """An agent reached over gNMI."""
+
+    def __init__(
+        self,
+        addr: str,
+        username: str,
+        password: str,
+        *,
+        insecure: bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_server_name: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.addr = addr
+        self.user = username
+        self.node = addr.rpartition(":")[0].strip("[]") or addr
+        self._metadata = (("username", username), ("password", password))
+        self._timeout = timeout
+        if insecure:
+            self._channel = grpc.aio.insecure_channel(addr)
+        else:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(tls_ca), private_key=_read(tls_key), certificate_chain=_read(tls_cert)
+            )
+            options = [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
+            self._channel = grpc.aio.secure_channel(addr, creds, options=options)
+        self._stub = gnmi_pb2_grpc.gNMIStub(self._channel)
+
+    async def connect(self) -> "GnmiBackend":
+        """Check the credentials and learn the node name (for the prompt)."""
+        nodes = await self.rows(NODES_TABLE)
+        self.node = node_name_from(nodes, self.addr, self.node)
+        return self
+
+    # -- reading ---------------------------------------------------------------------
+    async def _get(self, path: str) -> list:
+        request = gnmi_pb2.GetRequest(path=[to_path(path)], encoding=JSON_IETF, type=gnmi_pb2.GetRequest.ALL)
+        try:
+            response = await self._stub.Get(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return []
+            raise self._error(exc) from None
+        return list(response.notification)
+
+    async def rows(self, table: Table) -> list[dict]:
+        return list(collect_rows(await self._get(table.path), table).values())
+
+    async def settings(self, table: Table) -> dict:
+        return collect_container(await self._get(table.path), table)
+
+    # -- writing ---------------------------------------------------------------------
+    async def apply(self, edit: Edit) -> None:
+        path = to_path(edit.path, edit.key)
+        if edit.op == "delete" and edit.key:
+            request = gnmi_pb2.SetRequest(delete=[path])
+        else:
+            value = {**edit.key, **edit.leaves}
+            val = gnmi_pb2.TypedValue(json_ietf_val=json.dumps(value).encode())
+            request = gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(path=path, val=val)])
+        try:
+            await self._stub.Set(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc) from None
+
+    # -- the time machine ------------------------------------------------------------
+    async def _history(self, table: Table, history: gnmi_ext_pb2.History) -> list:
+        request = gnmi_pb2.SubscribeRequest(
+            subscribe=gnmi_pb2.SubscriptionList(
+                subscription=[gnmi_pb2.Subscription(path=to_path(table.path))],
+                mode=gnmi_pb2.SubscriptionList.ONCE,
+                encoding=JSON_IETF,
+            ),
+            extension=[gnmi_ext_pb2.Extension(history=history)],
+        )
+        notifications = []
+        call = self._stub.Subscribe(iter([request]), metadata=self._metadata, timeout=self._timeout)
+        try:
+            async for response in call:
+                if response.HasField("update"):
+                    notifications.append(response.update)
+                elif response.sync_response:
+                    break
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise NotImplementedByAgent(
+                    f"the agent at {self.addr} does not implement the gNMI History extension (time machine)"
+                ) from None
+            raise self._error(exc) from None
+        finally:
+            call.cancel()
+        return notifications
+
+    async def snapshot(self, table: Table, t: float) -> list[dict]:
+        notifications = await self._history(table, gnmi_ext_pb2.History(snapshot_time=int(t * 1e9)))
+        return list(collect_rows(notifications, table).values())
+
+    async def changes(self, table: Table, t1: float, t2: float) -> list[dict]:
+        time_range = gnmi_ext_pb2.TimeRange(start=int(t1 * 1e9), end=int(t2 * 1e9))
+        notifications = await self._history(table, gnmi_ext_pb2.History(range=time_range))
+        events = []
+        for n in notifications:
+            when = n.timestamp / 1e9
+            for row in collect_rows([n], table).values():
+                row.pop("_ts", None)
+                events.append({**row, "time": when, "change": "update"})
+            for key in _deleted_keys(n, table):
+                events.append({**key, "time": when, "change": "delete"})
+        return events
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> CliError:
+        """One line for a failed RPC, keeping the agent's own message."""
+        code, details = exc.code(), (exc.details() or "").strip()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return CliError(f"cannot reach the agent at {self.addr}: {details or 'unavailable'}")
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return CliError(f"authentication failed for user {self.user}" + (f": {details}" if details else ""))
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            return CliError(details if "denied" in details.lower() else f"permission denied: {details}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return CliError(f"the agent at {self.addr} did not answer within {self._timeout:g}s")
+        return CliError(details or code.name.lower().replace("_", " "))
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+
+
+# -- paths and values ------------------------------------------------------------------
+def to_path(schema_path: str, key: dict | None = None) -> gnmi_pb2.Path:
+    """A gNMI Path for a schema path, keys on its last element."""
+    names = schema_path.strip("/").split("/")
+    elems = [gnmi_pb2.PathElem(name=n) for n in names]
+    if key:
+        elems[-1] = gnmi_pb2.PathElem(name=names[-1], key={k: str(v) for k, v in key.items()})
+    return gnmi_pb2.Path(elem=elems)
+
+
+def _local(name: str) -> str:
+    return name.rpartition(":")[2]
+
+
+def _strip(value: object) -> object:
+    """JSON with module prefixes removed from member names."""
+    if isinstance(value, dict):
+        return {_local(k): _strip(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def decode(tv: gnmi_pb2.TypedValue) -> object:
+    """A TypedValue as plain Python (JSON decoded, module prefixes dropped)."""
+    kind = tv.WhichOneof("value")
+    if kind in ("json_ietf_val", "json_val"):
+        return _strip(json.loads(getattr(tv, kind) or b"null"))
+    if kind == "leaflist_val":
+        return [decode(e) for e in tv.leaflist_val.element]
+    if kind == "decimal_val":
+        return tv.decimal_val.digits / (10 ** tv.decimal_val.precision)
+    if kind is None:
+        return None
+    if kind in ("bytes_val", "any_val", "proto_bytes"):
+        return None
+    return getattr(tv, kind)
+
+
+def _elems(n: gnmi_pb2.Notification, path: gnmi_pb2.Path) -> list:
+    prefix = list(n.prefix.elem) if n.HasField("prefix") else []
+    return prefix + list(path.elem)
+
+
+def _flatten(entry: dict) -> dict:
+    """A list entry's leaves with its containers' leaves (e.g. state) merged in."""
+    row: dict = {}
+    for name, value in entry.items():
+        if isinstance(value, dict):
+            row.update(_flatten(value))
+        else:
+            row[name] = value
+    return row
+
+
+def collect_rows(notifications: list, table: Table) -> dict[tuple, dict]:
+    """Rows of a list from notifications, whatever level the updates are at."""
+    want = [_local(n) for n in table.path.strip("/").split("/")]
+    depth = len(want)
+    rows: dict[tuple, dict] = {}
+
+    def add(row: dict, ts: float, key: dict | None = None) -> None:
+        if key:
+            row = {**{k: v for k, v in key.items() if k not in row}, **row}
+        ident = tuple(str(row.get(k)) for k in table.keys)
+        merged = rows.setdefault(ident, {})
+        merged.update(row)
+        merged["_ts"] = max(merged.get("_ts") or 0.0, ts) or None
+
+    for n in notifications:
+        ts = n.timestamp / 1e9 if n.timestamp else 0.0
+        for update in n.update:
+            elems = _elems(n, update.path)
+            names = [_local(e.name) for e in elems]
+            value = decode(update.val)
+            if len(names) <= depth and names == want[: len(names)]:
+                for name in want[len(names):]:
+                    value = value.get(name) if isinstance(value, dict) else None
+                if value is None:
+                    continue
+                if isinstance(value, dict):
+                    key = dict(elems[-1].key) if len(names) == depth else None
+                    add(_flatten(value), ts, key)
+                elif isinstance(value, list):
+                    for entry in value:
+                        if isinstance(entry, dict):
+                            add(_flatten(entry), ts)
+            elif names[:depth] == want:
+                key = dict(elems[depth - 1].key)
+                rest = names[depth:]
+                row = _flatten(value) if isinstance(value, dict) else {rest[-1]: value}
+                add(row, ts, key)
+    return rows
+
+
+def collect_container(notifications: list, table: Table) -> dict:
+    """A container's leaves from notifications."""
+    want = [_local(n) for n in table.path.strip("/").split("/")]
+    depth = len(want)
+    out: dict = {}
+    for n in notifications:
+        for update in n.update:
+            names = [_local(e.name) for e in _elems(n, update.path)]
+            value = decode(update.val)
+            if len(names) <= depth and names == want[: len(names)]:
+                for name in want[len(names):]:
+                    value = value.get(name) if isinstance(value, dict) else None
+                if isinstance(value, dict):
+                    out.update(_flatten(value))
+            elif names[:depth] == want and len(names) > depth:
+                if isinstance(value, dict):
+                    out.update(_flatten(value))
+                else:
+                    out[names[-1]] = value
+    return out
+
+
+def _deleted_keys(n: gnmi_pb2.Notification, table: Table) -> list[dict]:
+    """Keys of list entries a notification deletes."""
+    want = [_local(x) for x in table.path.strip("/").split("/")]
+    depth = len(want)
+    out = []
+    for path in n.delete:
+        elems = _elems(n, path)
+        names = [_local(e.name) for e in elems]
+        if names == want and elems[-1].key:
+            out.append(dict(elems[-1].key))
+    return out
