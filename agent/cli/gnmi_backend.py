@@ -91,11 +91,20 @@ class GnmiBackend:
 
     # -- the time machine ------------------------------------------------------------
     async def _history(self, table: Table, history: gnmi_ext_pb2.History) -> list:
+        """Notifications of a history query.
+
+        gnmi-history.md: snapshot_time is a ONCE subscription (the table at
+        that time, then sync_response); range is a STREAM subscription
+        (updates_only: no table at the start) that the target ends after
+        the last change in the range.
+        """
+        is_range = history.WhichOneof("request") == "range"
         request = gnmi_pb2.SubscribeRequest(
             subscribe=gnmi_pb2.SubscriptionList(
-                subscription=[gnmi_pb2.Subscription(path=to_path(table.path))],
-                mode=gnmi_pb2.SubscriptionList.ONCE,
+                subscription=[gnmi_pb2.Subscription(path=to_path(table.path), mode=gnmi_pb2.ON_CHANGE)],
+                mode=gnmi_pb2.SubscriptionList.STREAM if is_range else gnmi_pb2.SubscriptionList.ONCE,
                 encoding=JSON_IETF,
+                updates_only=is_range,
             ),
             extension=[gnmi_ext_pb2.Extension(history=history)],
         )
@@ -105,12 +114,13 @@ class GnmiBackend:
             async for response in call:
                 if response.HasField("update"):
                     notifications.append(response.update)
-                elif response.sync_response:
+                elif response.sync_response and not is_range:
                     break
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 raise NotImplementedByAgent(
-                    f"the agent at {self.addr} does not implement the gNMI History extension (time machine)"
+                    f"the agent at {self.addr} cannot answer history queries "
+                    f"(gNMI History extension UNIMPLEMENTED: {exc.details() or 'no reason given'})"
                 ) from None
             raise self._error(exc) from None
         finally:
