@@ -209,11 +209,11 @@ class ConnectionTracker:
         else:
             table.move_to_end(lookup)
             conn.switch = switch
+        if proto == 6 and flags is not None:
+            self._tcp(conn, flags, conn.src_port == sport and conn.src_ip == src, t)
         conn.last_seen = t
         conn.packets += rate
         conn.bytes += length * rate
-        if proto == 6 and flags is not None:
-            self._tcp(conn, flags, conn.src_port == sport and conn.src_ip == src, t)
         self._dirty[id(conn)] = conn
 
     def _tcp(self, conn: Connection, flags: int, from_client: bool, t: float) -> None:
@@ -228,7 +228,7 @@ class ConnectionTracker:
                 if state in _OPENING:
                     conn.state = "syn-ack"
                     if conn.syn_time is not None and conn.latency is None and t >= conn.syn_time:
-                        conn.latency = int((t - conn.syn_time) * 1_000_000)
+                        conn.latency = round((t - conn.syn_time) * 1_000_000)
             else:  # SYN: sent by the client
                 if state in _CLOSING or state == "closed":
                     conn.restart(t)
