@@ -1,0 +1,294 @@
+"""Datastore nodes -> gNMI Notifications, written straight to protobuf wire bytes.
+
+Subscribe fan-out is the hot path: building a protobuf object per Update
+and serializing it costs several times more than writing the few fields
+an Update has.  So this module writes the wire format itself (varints
+and length-delimited fields of gnmi.proto; field numbers below) and
+caches the bytes of every path element that does not depend on a key.
+The result is parsed by any gNMI client as the messages of
+pygnmi.spec.v080.gnmi_pb2; tests check it against them.
+
+Encodings:
+- JSON_IETF: one Update per node, its leaves as an RFC 7951 object
+  (64-bit integers as strings; top-level names module-qualified);
+- JSON: the same without RFC 7951's string rule for 64-bit integers;
+- PROTO: one Update per leaf with a scalar TypedValue (uint_val, int_val,
+  bool_val, string_val, double_val, leaflist_val).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from pygnmi.spec.v080 import gnmi_pb2
+
+from agent.datastore.schema import NodeInfo
+from agent.datastore.tree import build_tree, leaf_json
+
+from .paths import key_text, node_elems
+
+JSON = gnmi_pb2.Encoding.Value("JSON")
+JSON_IETF = gnmi_pb2.Encoding.Value("JSON_IETF")
+PROTO = gnmi_pb2.Encoding.Value("PROTO")
+SUPPORTED = (JSON, JSON_IETF, PROTO)
+
+# one-byte tags: (field number << 3) | wire type
+_T_NOTIF_TS = b"\x08"  # Notification.timestamp (1, varint)
+_T_NOTIF_PREFIX = b"\x12"  # Notification.prefix (2)
+_T_NOTIF_UPDATE = b"\x22"  # Notification.update (4)
+_T_NOTIF_DELETE = b"\x2a"  # Notification.delete (5)
+_T_UPDATE_PATH = b"\x0a"  # Update.path (1)
+_T_UPDATE_VAL = b"\x1a"  # Update.val (3)
+_T_UPDATE_DUP = b"\x20"  # Update.duplicates (4, varint)
+_T_PATH_ORIGIN = b"\x12"  # Path.origin (2)
+_T_PATH_ELEM = b"\x1a"  # Path.elem (3)
+_T_PATH_TARGET = b"\x22"  # Path.target (4)
+_T_ELEM_NAME = b"\x0a"  # PathElem.name (1)
+_T_ELEM_KEY = b"\x12"  # PathElem.key map entry (2)
+_T_MAP_K = b"\x0a"
+_T_MAP_V = b"\x12"
+_T_TV_STRING = b"\x0a"  # TypedValue.string_val (1)
+_T_TV_INT = b"\x10"  # int_val (2)
+_T_TV_UINT = b"\x18"  # uint_val (3)
+_T_TV_BOOL = b"\x20"  # bool_val (4)
+_T_TV_LEAFLIST = b"\x42"  # leaflist_val (8)
+_T_TV_JSON = b"\x52"  # json_val (10)
+_T_TV_JSON_IETF = b"\x5a"  # json_ietf_val (11)
+_T_TV_DOUBLE = b"\x71"  # double_val (14, fixed64)
+_T_ARRAY_ELEM = b"\x0a"  # ScalarArray.element (1)
+_T_SUB_UPDATE = b"\x0a"  # SubscribeResponse.update (1)
+_T_GET_NOTIF = b"\x0a"  # GetResponse.notification (1)
+
+SYNC_RESPONSE = b"\x18\x01"  # SubscribeResponse{sync_response: true}
+
+_SMALL = [bytes((i,)) for i in range(128)]
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 varint (negative numbers as 64-bit two's complement)."""
+    if 0 <= n < 128:
+        return _SMALL[n]
+    if n < 0:
+        n &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 128 else varint(n)) + payload
+
+
+def _string_field(tag: bytes, text: str) -> bytes:
+    return field(tag, text.encode())
+
+
+def scalar_typed_value(value: object, unsigned: bool = False) -> bytes:
+    """TypedValue payload for a scalar or a leaf-list (PROTO encoding)."""
+    if value is True or value is False:
+        return _T_TV_BOOL + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        if unsigned and value >= 0:
+            return _T_TV_UINT + varint(value)
+        return _T_TV_INT + varint(value)
+    if isinstance(value, float):
+        import struct
+
+        return _T_TV_DOUBLE + struct.pack("<d", value)
+    if isinstance(value, (list, tuple)):
+        body = b"".join(field(_T_ARRAY_ELEM, scalar_typed_value(v, unsigned)) for v in value)
+        return field(_T_TV_LEAFLIST, body)
+    if value is None:  # YANG empty
+        return _T_TV_BOOL + b"\x01"
+    return _string_field(_T_TV_STRING, str(value))
+
+
+def typed_value_from_proto(tv: gnmi_pb2.TypedValue) -> object:
+    """A scalar TypedValue (as a client sends in Set) -> a Python value."""
+    kind = tv.WhichOneof("value")
+    if kind == "leaflist_val":
+        return [typed_value_from_proto(e) for e in tv.leaflist_val.element]
+    if kind == "decimal_val":
+        d = tv.decimal_val
+        return d.digits / (10 ** d.precision)
+    if kind in ("string_val", "int_val", "uint_val", "bool_val", "float_val", "double_val", "ascii_val"):
+        return getattr(tv, kind)
+    raise ValueError(f"unsupported TypedValue {kind}")
+
+
+class Encoder:
+    """Writes Updates, deletes and Notifications for one RPC's encoding and prefix."""
+
+    def __init__(self, encoding: int, origin: str = "", target: str = "") -> None:
+        if encoding not in SUPPORTED:
+            raise ValueError(f"unsupported encoding {encoding}")
+        self.encoding = encoding
+        self.ietf = encoding == JSON_IETF
+        self.origin = origin
+        prefix = b""
+        if origin:
+            prefix += _string_field(_T_PATH_ORIGIN, origin)
+        if target:
+            prefix += _string_field(_T_PATH_TARGET, target)
+        self._prefix_field = field(_T_NOTIF_PREFIX, prefix) if prefix else b""
+        self._templates: dict[str, list] = {}
+        self._leaf_names: dict[tuple[str, str], bytes] = {}
+
+    # -- paths -------------------------------------------------------------------
+    def _template(self, info: NodeInfo) -> list:
+        tmpl = self._templates.get(info.path)
+        if tmpl is None:
+            tmpl = []
+            chain = []
+            node = info
+            while node is not None:
+                chain.append(node)
+                node = node.parent
+            pos = 0
+            const = b""
+            for node in reversed(chain):
+                name = _string_field(_T_ELEM_NAME, node.name)
+                if node.own_keys:
+                    if const:
+                        tmpl.append(const)
+                        const = b""
+                    keys = [(_string_field(_T_MAP_K, k), pos + i) for i, k in enumerate(node.own_keys)]
+                    tmpl.append((name, keys))
+                    pos += len(node.own_keys)
+                else:
+                    const += field(_T_PATH_ELEM, name)
+            if const:
+                tmpl.append(const)
+            self._templates[info.path] = tmpl
+        return tmpl
+
+    def path_body(self, info: NodeInfo, key: tuple, leaf: str | None = None) -> bytes:
+        """Path message bytes (no origin: the origin travels in the Notification prefix)."""
+        parts = []
+        for part in self._template(info):
+            if type(part) is bytes:
+                parts.append(part)
+                continue
+            name, keys = part
+            elem = [name]
+            for kfield, idx in keys:
+                v = key[idx]
+                vtext = v if type(v) is str else key_text(v)
+                elem.append(field(_T_ELEM_KEY, kfield + field(_T_MAP_V, vtext.encode())))
+            parts.append(field(_T_PATH_ELEM, b"".join(elem)))
+        if leaf:
+            parts.append(self._leaf_elem(info, leaf))
+        return b"".join(parts)
+
+    def _leaf_elem(self, info: NodeInfo, leaf: str) -> bytes:
+        ident = (info.path, leaf)
+        b = self._leaf_names.get(ident)
+        if b is None:
+            b = self._leaf_names[ident] = field(_T_PATH_ELEM, _string_field(_T_ELEM_NAME, leaf))
+        return b
+
+    # -- updates -----------------------------------------------------------------
+    def _json_value(self, info: NodeInfo, values: dict) -> bytes:
+        if self.ietf:
+            leaves = info.leaves
+            values = {k: (leaf_json(v, True) if (li := leaves.get(k)) is not None and li.bits == 64 else v)
+                      for k, v in values.items()}
+        tag = _T_TV_JSON_IETF if self.ietf else _T_TV_JSON
+        return field(tag, _dumps(values).encode())
+
+    def node_updates(self, info: NodeInfo, key: tuple, values: dict, out: list, duplicates: int = 0) -> None:
+        """Append the Update fields for these leaves of a node to `out`."""
+        if not values:
+            return
+        dup = (_T_UPDATE_DUP + varint(duplicates)) if duplicates else b""
+        if self.encoding == PROTO:
+            base = self.path_body(info, key)
+            leaves = info.leaves
+            for name, value in values.items():
+                li = leaves.get(name)
+                unsigned = li is not None and li.base == "uint"
+                path = base + self._leaf_elem(info, name)
+                body = field(_T_UPDATE_PATH, path) + field(_T_UPDATE_VAL, scalar_typed_value(value, unsigned)) + dup
+                out.append(field(_T_NOTIF_UPDATE, body))
+            return
+        if self._needs_64bit_conversion(info, values):
+            val = self._json_value(info, values)
+        else:
+            val = field(_T_TV_JSON_IETF if self.ietf else _T_TV_JSON, _dumps(values).encode())
+        body = field(_T_UPDATE_PATH, self.path_body(info, key)) + field(_T_UPDATE_VAL, val) + dup
+        out.append(field(_T_NOTIF_UPDATE, body))
+
+    def _needs_64bit_conversion(self, info: NodeInfo, values: dict) -> bool:
+        if not self.ietf:
+            return False
+        wide = _WIDE.get(info.path)
+        if wide is None:
+            wide = _WIDE[info.path] = frozenset(n for n, li in info.leaves.items() if li.bits == 64)
+        return bool(wide) and not wide.isdisjoint(values)
+
+    def leaf_update(self, info: NodeInfo, key: tuple, leaf: str, value: object, duplicates: int = 0) -> bytes:
+        """One Update for a single leaf (a path that names a leaf)."""
+        li = info.leaves.get(leaf)
+        if self.encoding == PROTO:
+            val = scalar_typed_value(value, li is not None and li.base == "uint")
+        else:
+            if self.ietf and li is not None:
+                value = leaf_json(value, li.is_64bit)
+            val = field(_T_TV_JSON_IETF if self.ietf else _T_TV_JSON, _dumps(value).encode())
+        dup = (_T_UPDATE_DUP + varint(duplicates)) if duplicates else b""
+        body = field(_T_UPDATE_PATH, self.path_body(info, key, leaf)) + field(_T_UPDATE_VAL, val) + dup
+        return field(_T_NOTIF_UPDATE, body)
+
+    def subtree_update(self, info: NodeInfo | None, key: tuple, value: object) -> bytes:
+        """One Update carrying a JSON subtree at a node (Get); info None means the root."""
+        path = self.path_body(info, key) if info is not None else b""
+        tag = _T_TV_JSON_IETF if self.ietf else _T_TV_JSON
+        body = field(_T_UPDATE_PATH, path) + field(_T_UPDATE_VAL, field(tag, _dumps(value).encode()))
+        return field(_T_NOTIF_UPDATE, body)
+
+    def delete(self, info: NodeInfo, key: tuple, leaf: str | None = None) -> bytes:
+        """A Notification.delete field for a node (or one of its leaves)."""
+        return field(_T_NOTIF_DELETE, self.path_body(info, key, leaf))
+
+    # -- messages ----------------------------------------------------------------
+    def notification(self, ts: int, items: list[bytes]) -> bytes:
+        """Notification payload: timestamp, prefix (origin/target), update and delete fields."""
+        return _T_NOTIF_TS + varint(ts or time.time_ns()) + self._prefix_field + b"".join(items)
+
+    def subtree_json(self, schema, root: NodeInfo, root_key: tuple, nodes: list) -> object:
+        """JSON value of a node from its flat descendants (Get)."""
+        return build_tree(schema, root, root_key, nodes, self.ietf)
+
+
+_WIDE: dict[str, frozenset] = {}
+
+
+def subscribe_update(notification: bytes) -> bytes:
+    """SubscribeResponse{update: notification} bytes."""
+    return field(_T_SUB_UPDATE, notification)
+
+
+def get_response(notifications: list[bytes]) -> bytes:
+    """GetResponse bytes holding these Notification payloads, in order."""
+    return b"".join(field(_T_GET_NOTIF, n) for n in notifications)
+
+
+def pack(encoder: Encoder, ts: int, items: list[bytes], max_bytes: int = 1 << 20, max_updates: int = 2000) -> list[bytes]:
+    """Split update/delete fields into as few SubscribeResponses as the limits allow."""
+    out = []
+    start = 0
+    size = 0
+    for i, item in enumerate(items):
+        size += len(item)
+        if i - start + 1 >= max_updates or size >= max_bytes:
+            out.append(subscribe_update(encoder.notification(ts, items[start:i + 1])))
+            start, size = i + 1, 0
+    if start < len(items):
+        out.append(subscribe_update(encoder.notification(ts, items[start:])))
+    return out

@@ -1,0 +1,189 @@
+"""The gNMI face: a grpc.aio server for Capabilities, Get, Set and Subscribe.
+
+Every RPC authenticates first (`auth`), then hands its work to the module
+that owns it: `get`, `edit` (Set through `ds.propose`), `subscribe`.
+Get and Subscribe responses are written as protobuf bytes by `encode`, so
+the service is registered with serializers that pass bytes through.
+
+    srv = GnmiServer(ds, authenticator, addr="127.0.0.1:9339", insecure=True)
+    await srv.start()        # OSError when the address cannot be bound
+    srv.bound_port, srv.stats
+    await srv.stop(grace=1.0)
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import grpc
+from pygnmi.spec.v080 import gnmi_pb2
+
+from agent.datastore.errors import ConfigError
+from agent.datastore.schema import ORGANIZATION
+
+from . import auth, edit, encode
+from .get import get as do_get
+from .paths import PathError
+from .subscribe import Limits, Session
+
+log = logging.getLogger("kubefabric.gnmi")
+
+GNMI_VERSION = "0.10.0"
+SERVICE = "gnmi.gNMI"
+
+
+def _serialize(message) -> bytes:
+    return message if isinstance(message, (bytes, bytearray)) else message.SerializeToString()
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class GnmiServer:
+    """gNMI over gRPC on one address, plaintext (loopback testing) or (mutual) TLS."""
+
+    def __init__(self, ds, authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
+                 tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
+                 limits: Limits | None = None, extra_handlers: tuple = ()) -> None:
+        self.ds = ds
+        self.authenticator = authenticator
+        self.addr = addr
+        self.host, _ = _split_addr(addr)
+        self.insecure = insecure
+        self.tls_cert, self.tls_key, self.tls_client_ca = tls_cert, tls_key, tls_client_ca
+        self.limits = limits or Limits()
+        self.extra_handlers = tuple(extra_handlers)
+        self.bound_port = 0
+        #: counters for metrics: active sessions/subscriptions, totals of the rest
+        self.stats: dict[str, int] = {
+            "sessions": 0, "subscriptions": 0, "coalesced": 0, "updates": 0, "notifications": 0,
+            "rpcs": 0, "auth_failures": 0, "set_commits": 0, "set_rejected": 0,
+        }
+        self._server: grpc.aio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        """host:port actually listened on."""
+        return f"{self.host}:{self.bound_port}"
+
+    # -- life cycle ------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind and serve; raises OSError when the address is unusable."""
+        server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 16 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ])
+        handlers = {
+            "Capabilities": grpc.unary_unary_rpc_method_handler(
+                self._capabilities, gnmi_pb2.CapabilityRequest.FromString, _serialize),
+            "Get": grpc.unary_unary_rpc_method_handler(self._get, gnmi_pb2.GetRequest.FromString, _serialize),
+            "Set": grpc.unary_unary_rpc_method_handler(self._set, gnmi_pb2.SetRequest.FromString, _serialize),
+            "Subscribe": grpc.stream_stream_rpc_method_handler(
+                self._subscribe, gnmi_pb2.SubscribeRequest.FromString, _serialize),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),) + self.extra_handlers)
+        try:
+            if self.insecure:
+                port = server.add_insecure_port(self.addr)
+            else:
+                port = server.add_secure_port(self.addr, self._credentials())
+        except RuntimeError as exc:
+            raise OSError(f"gNMI cannot listen on {self.addr}: address in use or not available ({exc})") from None
+        if not port:
+            raise OSError(f"gNMI cannot listen on {self.addr}: address in use or not available")
+        await server.start()
+        self._server = server
+        self.bound_port = port
+        log.info("gNMI listening on %s (%s)", self.address,
+                 "plaintext" if self.insecure else ("mutual TLS" if self.tls_client_ca else "TLS"))
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        if not (self.tls_cert and self.tls_key):
+            raise OSError("gNMI needs a TLS certificate and key (or insecure=True for loopback testing)")
+
+        def read(name: str, path: str) -> bytes:
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise OSError(f"gNMI cannot read the TLS {name} {path}: {exc.strerror or exc}") from None
+
+        pair = (read("key", self.tls_key), read("certificate", self.tls_cert))
+        ca = read("client CA", self.tls_client_ca) if self.tls_client_ca else None
+        return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop accepting RPCs and end the running ones after `grace` seconds."""
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    # -- RPCs --------------------------------------------------------------------
+    async def _user(self, context):
+        self.stats["rpcs"] += 1
+        try:
+            return await auth.authenticate(self.authenticator, context)
+        except auth.AuthError as exc:
+            self.stats["auth_failures"] += 1
+            await context.abort(exc.code, exc.message)
+
+    async def _capabilities(self, request, context):
+        await self._user(context)
+        return gnmi_pb2.CapabilityResponse(
+            supported_models=[
+                gnmi_pb2.ModelData(name=m.name, organization=ORGANIZATION, version=m.revision)
+                for m in self.ds.schema.implemented
+            ],
+            supported_encodings=[encode.JSON, encode.JSON_IETF, encode.PROTO],
+            gNMI_version=GNMI_VERSION,
+        )
+
+    async def _get(self, request, context):
+        await self._user(context)
+        try:
+            return do_get(self.ds, request)
+        except PathError as exc:
+            await context.abort(grpc.StatusCode[exc.code], exc.message)
+
+    async def _set(self, request, context):
+        user = await self._user(context)
+        try:
+            auth.require_write(user)
+            ops = edit.plan(self.ds.schema, request)
+            if ops:
+                schema = self.ds.schema
+                await self.ds.propose(lambda tree: edit.apply(tree, schema, ops), user=user.name, face="gnmi")
+                self.stats["set_commits"] += 1
+        except auth.AuthError as exc:
+            self.stats["set_rejected"] += 1
+            await context.abort(exc.code, exc.message)
+        except PathError as exc:
+            self.stats["set_rejected"] += 1
+            await context.abort(grpc.StatusCode[exc.code], exc.message)
+        except ConfigError as exc:
+            self.stats["set_rejected"] += 1
+            where = f" (at {exc.path})" if exc.path and exc.path not in exc.message else ""
+            await context.abort(grpc.StatusCode[exc.grpc_code_name], f"{exc.message}{where}")
+        now = time.time_ns()
+        return gnmi_pb2.SetResponse(
+            prefix=request.prefix,
+            timestamp=now,
+            response=[gnmi_pb2.UpdateResult(path=op.path, op=op.kind) for op in ops],
+        )
+
+    async def _subscribe(self, request_iterator, context):
+        await self._user(context)
+        try:
+            first = await request_iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        try:
+            session = Session(self.ds, context, first, self.stats, self.limits)
+            await session.run(request_iterator)
+        except PathError as exc:
+            await context.abort(grpc.StatusCode[exc.code], exc.message)

@@ -1,0 +1,434 @@
+"""One Subscribe RPC: ONCE, POLL and STREAM (ON_CHANGE, SAMPLE, TARGET_DEFINED).
+
+Life of a STREAM session:
+1. the feed listener is registered first, so nothing that changes while
+   the snapshot is being read and sent is missed (it waits in the queue);
+2. the initial snapshot (unless updates_only), then sync_response;
+3. a single sender loop drains the coalescing queue in chunks, packs many
+   Updates per Notification, and also serves sample and heartbeat timers
+   and polls, so exactly one coroutine writes to the stream.
+
+The listener only filters and queues (never encodes, never awaits): a
+slow client makes its own queue coalesce, never the datastore wait.
+Subscriptions to paths with no data yet simply match nothing until the
+data appears.  The stream ends cleanly when the client half-closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pygnmi.spec.v080 import gnmi_pb2
+
+from agent.datastore.changefeed import Change
+from agent.datastore.schema import NodeInfo
+
+from . import encode, history
+from .coalesce import CoalescingQueue
+from .match import Index
+from .paths import PathError, Selector, resolve
+from .read import collect
+
+log = logging.getLogger("kubefabric.gnmi")
+
+STREAM, ONCE, POLL = (gnmi_pb2.SubscriptionList.Mode.Value(n) for n in ("STREAM", "ONCE", "POLL"))
+TARGET_DEFINED, ON_CHANGE, SAMPLE = (gnmi_pb2.SubscriptionMode.Value(n) for n in ("TARGET_DEFINED", "ON_CHANGE", "SAMPLE"))
+MIN_INTERVAL_NS = 10_000_000  # 10 ms: the shortest sample or heartbeat interval served
+
+_COUNTER_TYPES = frozenset({"counter32", "counter64", "zero-based-counter32", "zero-based-counter64"})
+_counter_cache: dict[str, frozenset] = {}
+
+
+def counter_leaves(schema, info: NodeInfo) -> frozenset:
+    """Leaves of a node typed as YANG counters (TARGET_DEFINED samples these)."""
+    found = _counter_cache.get(info.path)
+    if found is None:
+        names = []
+        for name, leaf in info.leaves.items():
+            if leaf.config:
+                continue
+            try:
+                dtype = schema.model.get_data_node(f"{info.path}/{name}").type
+            except Exception:  # noqa: BLE001 - a node yangson cannot address is simply not a counter
+                continue
+            if getattr(dtype, "name", None) in _COUNTER_TYPES:
+                names.append(name)
+        found = _counter_cache[info.path] = frozenset(names)
+    return found
+
+
+@dataclass(eq=False)
+class Sub:
+    """One Subscription (TARGET_DEFINED makes an on-change and a sampled one)."""
+
+    selectors: list[Selector]
+    on_change: bool
+    sample_ns: int = 0
+    heartbeat_ns: int = 0
+    suppress: bool = False
+    leaf_filter: Callable[[NodeInfo], frozenset | None] | None = None
+    last: dict = field(default_factory=dict)  # sampled: (path, key) -> leaves last sent
+    due: bool = False
+    heartbeat_due: bool = False
+
+
+@dataclass
+class Limits:
+    """Server-wide knobs a session uses."""
+
+    max_updates: int = 1000  # Updates per Notification (bundling; 1 disables it)
+    max_bytes: int = 1 << 20  # bytes per Notification
+    drain_chunk: int = 5000  # queue entries encoded per send round
+    max_pending: int = 1_000_000  # distinct nodes a queue may hold before the session is ended
+    counter_sample_ns: int = 10_000_000_000  # TARGET_DEFINED sample interval for counters
+
+
+class Session:
+    """The server side of one Subscribe RPC."""
+
+    def __init__(self, ds, context, request: gnmi_pb2.SubscribeRequest, stats: dict, limits: Limits) -> None:
+        self.ds = ds
+        self.schema = ds.schema
+        self.context = context
+        self.stats = stats
+        self.limits = limits
+        if request.WhichOneof("request") != "subscribe":
+            raise PathError("INVALID_ARGUMENT", "the first SubscribeRequest must carry a SubscriptionList")
+        sl = request.subscribe
+        self.mode = sl.mode
+        if sl.mode not in (STREAM, ONCE, POLL):
+            raise PathError("INVALID_ARGUMENT", f"unknown subscription list mode {sl.mode}")
+        if sl.encoding not in encode.SUPPORTED:
+            name = gnmi_pb2.Encoding.Name(sl.encoding) if sl.encoding in gnmi_pb2.Encoding.values() else sl.encoding
+            raise PathError("UNIMPLEMENTED", f"encoding {name} is not supported (JSON, JSON_IETF, PROTO are)")
+        if not sl.subscription:
+            raise PathError("INVALID_ARGUMENT", "a SubscriptionList needs at least one Subscription")
+        self.updates_only = sl.updates_only
+        self.history = history.from_extensions(list(request.extension) + list(getattr(sl, "extension", ())))
+        self.subs: list[Sub] = []
+        origins = set()
+        for s in sl.subscription:
+            selectors = resolve(self.schema, sl.prefix, s.path)
+            origins.add(s.path.origin or sl.prefix.origin)
+            self.subs.extend(self._subs_for(s, selectors))
+        self.n_subscriptions = len(sl.subscription)
+        if self.history is not None:
+            self._check_history()
+        origin = sl.prefix.origin or (origins.pop() if len(origins) == 1 else "")
+        self.enc = encode.Encoder(sl.encoding, origin=origin, target=sl.prefix.target)
+        self.queue = CoalescingQueue(stats, limits.max_pending)
+        self.wake = self.queue.event
+        self.index = Index()
+        for sub in self.subs:
+            if sub.on_change:
+                for sel in sub.selectors:
+                    self.index.add(sel, leaf_filter=sub.leaf_filter)
+        self.leaf_only = self.index.leaf_only_paths()
+        self.polls = 0
+        self.half_closed = False
+        self.error: PathError | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # -- request parsing --------------------------------------------------------
+    def _subs_for(self, s: gnmi_pb2.Subscription, selectors: list[Selector]) -> list[Sub]:
+        if self.mode != STREAM:
+            return [Sub(selectors, on_change=True)]
+        hb = s.heartbeat_interval
+        if hb and hb < MIN_INTERVAL_NS:
+            raise PathError("INVALID_ARGUMENT", f"heartbeat_interval below {MIN_INTERVAL_NS} ns is not supported")
+        if s.mode == ON_CHANGE:
+            return [Sub(selectors, on_change=True, heartbeat_ns=hb)]
+        if s.mode == SAMPLE:
+            if s.sample_interval == 0:  # "lowest interval possible": every change
+                return [Sub(selectors, on_change=True, heartbeat_ns=hb)]
+            if s.sample_interval < MIN_INTERVAL_NS:
+                raise PathError("INVALID_ARGUMENT", f"sample_interval below {MIN_INTERVAL_NS} ns is not supported")
+            return [Sub(selectors, on_change=False, sample_ns=s.sample_interval, heartbeat_ns=hb,
+                        suppress=s.suppress_redundant)]
+        if s.mode == TARGET_DEFINED:
+            schema = self.schema
+
+            def events(info):
+                counters = counter_leaves(schema, info)
+                return frozenset(info.leaves) - counters if counters else None
+
+            def counters(info):
+                return counter_leaves(schema, info)
+
+            subs = [Sub(selectors, on_change=True, heartbeat_ns=hb, leaf_filter=events)]
+            has_counters = any(counter_leaves(schema, schema.nodes[p]) for sel in selectors for p in sel.covered)
+            if has_counters:
+                subs.append(Sub(selectors, on_change=False, sample_ns=self.limits.counter_sample_ns,
+                                leaf_filter=counters))
+            return subs
+        raise PathError("INVALID_ARGUMENT", f"unknown subscription mode {s.mode}")
+
+    def _check_history(self) -> None:
+        h = self.history
+        if h.is_range and self.mode != STREAM:
+            raise PathError("INVALID_ARGUMENT", "a history range needs a STREAM subscription")
+        if not h.is_range and self.mode != ONCE:
+            raise PathError("INVALID_ARGUMENT", "a history snapshot_time needs a ONCE subscription")
+        history.check(self.ds, h, [sel for sub in self.subs for sel in sub.selectors])
+
+    # -- running ----------------------------------------------------------------
+    async def run(self, requests) -> None:
+        """Serve the RPC until it is done, the client half-closes or fails."""
+        self.stats["sessions"] = self.stats.get("sessions", 0) + 1
+        self.stats["subscriptions"] = self.stats.get("subscriptions", 0) + self.n_subscriptions
+        unsubscribe = None
+        try:
+            if self.history is not None:
+                await self._serve_history()
+                return
+            if self.mode == STREAM:
+                unsubscribe = self.ds.feed.subscribe(self._on_changes)
+            self._tasks.append(asyncio.ensure_future(self._read(requests)))
+            if not self.updates_only:
+                await self._send_snapshot(self.subs)
+                for sub in self.subs:
+                    if sub.suppress:
+                        sub.last = {ident: dict(e[2]) for ident, e in self._gather([sub]).items()}
+            await self._write(encode.SYNC_RESPONSE, 0)
+            if self.mode == ONCE:
+                return
+            if self.mode == STREAM:
+                for sub in self.subs:
+                    if not sub.on_change:
+                        self._tasks.append(asyncio.ensure_future(self._tick(sub, "due", sub.sample_ns)))
+                    if sub.heartbeat_ns:
+                        self._tasks.append(asyncio.ensure_future(self._tick(sub, "heartbeat_due", sub.heartbeat_ns)))
+            await self._loop()
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+            for task in self._tasks:
+                task.cancel()
+            self.stats["sessions"] -= 1
+            self.stats["subscriptions"] -= self.n_subscriptions
+
+    async def _loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if self.error is not None:
+                raise self.error
+            if self.queue.overflowed:
+                raise PathError("RESOURCE_EXHAUSTED", "the subscriber fell too far behind; resubscribe")
+            while self.polls:
+                self.polls -= 1
+                await self._send_snapshot(self.subs)
+                await self._write(encode.SYNC_RESPONSE, 0)
+            for sub in self.subs:
+                if sub.heartbeat_due and sub.on_change:
+                    sub.heartbeat_due = False
+                    await self._send_snapshot([sub])
+                elif (sub.due or sub.heartbeat_due) and not sub.on_change:
+                    heartbeat = sub.heartbeat_due
+                    sub.due = sub.heartbeat_due = False
+                    await self._send_sample(sub, full=heartbeat or not sub.suppress)
+            while len(self.queue):
+                await self._send_queued()
+            if self.half_closed and not self.polls:
+                return
+
+    async def _read(self, requests) -> None:
+        """Client messages: polls, and the half-close that ends the session."""
+        try:
+            async for req in requests:
+                kind = req.WhichOneof("request")
+                if kind == "poll":
+                    if self.mode != POLL:
+                        self.error = PathError("INVALID_ARGUMENT", "Poll on a subscription that is not POLL mode")
+                    else:
+                        self.polls += 1
+                elif kind == "subscribe":
+                    self.error = PathError("INVALID_ARGUMENT", "a Subscribe RPC takes one SubscriptionList")
+                elif kind == "aliases":
+                    self.error = PathError("UNIMPLEMENTED", "client-defined aliases are not supported")
+                self.wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the RPC is going away; the sender notices
+            pass
+        self.half_closed = True
+        self.wake.set()
+
+    async def _tick(self, sub: Sub, flag: str, interval_ns: int) -> None:
+        interval = interval_ns / 1e9
+        next_at = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
+            setattr(sub, flag, True)
+            self.wake.set()
+
+    # -- feed listener (synchronous, cheap) --------------------------------------
+    def _on_changes(self, batch: list[Change]) -> None:
+        index, put = self.index, self.queue.put
+        by_path = index.by_path
+        for ch in batch:
+            if ch.path not in by_path:
+                if ch.values is None and index.deletes_ancestor(ch.path, ch.key):
+                    put(ch)
+                continue
+            wanted = index.match(ch.path, ch.key)
+            if wanted is False:
+                continue
+            if wanted is True or ch.values is None:
+                put(ch)
+                continue
+            values = {k: v for k, v in ch.values.items() if k in wanted}
+            removed = tuple(n for n in ch.removed if n in wanted)
+            if values or removed:
+                put(Change(ch.path, ch.key, values, removed, ch.ts))
+
+    # -- sending ------------------------------------------------------------------
+    async def _write(self, message: bytes, n_updates: int) -> None:
+        await self.context.write(message)
+        self.stats["notifications"] = self.stats.get("notifications", 0) + 1
+        if n_updates:
+            self.stats["updates"] = self.stats.get("updates", 0) + n_updates
+
+    async def _send_items(self, items: list[bytes], ts: int) -> None:
+        limits = self.limits
+        start = 0
+        n = len(items)
+        while start < n:
+            end = min(n, start + limits.max_updates)
+            size = 0
+            for i in range(start, end):
+                size += len(items[i])
+                if size >= limits.max_bytes:
+                    end = i + 1
+                    break
+            msg = encode.subscribe_update(self.enc.notification(ts, items[start:end]))
+            await self._write(msg, end - start)
+            start = end
+
+    async def _send_queued(self) -> None:
+        entries = self.queue.drain(self.limits.drain_chunk)
+        nodes = self.schema.nodes
+        enc = self.enc
+        leaf_only = self.leaf_only
+        items: list[bytes] = []
+        ts = 0
+        for p in entries:
+            info = nodes[p.path]
+            if p.ts > ts:
+                ts = p.ts
+            if p.deleted:
+                items.append(enc.delete(info, p.key))
+                continue
+            if p.recreated:
+                items.append(enc.delete(info, p.key))
+            if p.values:
+                if p.path in leaf_only:
+                    for name, value in p.values.items():
+                        items.append(enc.leaf_update(info, p.key, name, value, p.duplicates))
+                else:
+                    enc.node_updates(info, p.key, p.values, items, p.duplicates)
+            for name in p.removed:
+                items.append(enc.delete(info, p.key, name))
+        if items:
+            await self._send_items(items, ts)
+
+    def _gather(self, subs: list[Sub], rows=None) -> dict:
+        """Current nodes of these subscriptions, one entry per node: [info, key, leaves, ts, leaf_only]."""
+        merged: dict = {}
+        for sub in subs:
+            for sel in sub.selectors:
+                for info, key, values, ts in collect(self.ds, sel, leaf_filter=sub.leaf_filter, rows=rows):
+                    ident = (info.path, key)
+                    entry = merged.get(ident)
+                    if entry is None:
+                        merged[ident] = [info, key, values, ts, sel.leaf is not None]
+                    else:
+                        entry[2] = {**entry[2], **values}
+                        entry[3] = max(entry[3], ts)
+                        entry[4] = entry[4] and sel.leaf is not None
+        return merged
+
+    async def _send_nodes(self, nodes, chunk: int = 2000) -> None:
+        """Encode and send nodes a chunk at a time (the loop stays responsive)."""
+        enc = self.enc
+        nodes = list(nodes)
+        for start in range(0, len(nodes), chunk):
+            items: list[bytes] = []
+            ts = 0
+            for info, key, values, node_ts, leaf_only in nodes[start:start + chunk]:
+                ts = max(ts, node_ts)
+                if leaf_only:
+                    for name, value in values.items():
+                        items.append(enc.leaf_update(info, key, name, value))
+                else:
+                    enc.node_updates(info, key, values, items)
+            if items:
+                await self._send_items(items, ts or time.time_ns())
+
+    async def _send_snapshot(self, subs: list[Sub], rows=None) -> None:
+        await self._send_nodes(self._gather(subs, rows).values())
+
+    async def _send_sample(self, sub: Sub, full: bool) -> None:
+        current = self._gather([sub])
+        enc = self.enc
+        items: list[bytes] = []
+        now = time.time_ns()
+        for ident, (info, key, values, _ts, leaf_only) in current.items():
+            prev = sub.last.get(ident)
+            if full or prev is None:
+                send = values
+            else:
+                send = {k: v for k, v in values.items() if prev.get(k, _MISSING) != v}
+                for name in prev:
+                    if name not in values:
+                        items.append(enc.delete(info, key, name))
+            if send:
+                if leaf_only:
+                    for name, value in send.items():
+                        items.append(enc.leaf_update(info, key, name, value))
+                else:
+                    enc.node_updates(info, key, send, items)
+        if sub.leaf_filter is None:  # TARGET_DEFINED leaves node deletes to its on-change half
+            for ident in sub.last:
+                if ident not in current:
+                    items.append(enc.delete(self.schema.nodes[ident[0]], ident[1]))
+        sub.last = {ident: dict(entry[2]) for ident, entry in current.items()}
+        if items:
+            await self._send_items(items, now)
+
+    # -- history ------------------------------------------------------------------
+    async def _serve_history(self) -> None:
+        h = self.history
+        start = h.snapshot_ns if h.snapshot_ns is not None else h.start_ns
+        if not self.updates_only:
+            rows = history.rows_at(self.ds, start)
+            await self._send_nodes(self._gather(self.subs, rows).values())
+        await self._write(encode.SYNC_RESPONSE, 0)
+        if not h.is_range:
+            return
+        items: list[bytes] = []
+        group_ts = None
+        for path, key, values, ts in history.changes(self.ds, h.start_ns, h.end_ns):
+            wanted = self.index.match(path, key)
+            if wanted is False:
+                continue
+            if group_ts is not None and ts != group_ts and items:
+                await self._send_items(items, group_ts)
+                items = []
+            group_ts = ts
+            info = self.schema.nodes[path]
+            if values is None:
+                items.append(self.enc.delete(info, key))
+                continue
+            if wanted is not True:
+                values = {k: v for k, v in values.items() if k in wanted}
+            self.enc.node_updates(info, key, values, items)
+        if items:
+            await self._send_items(items, group_ts)
+
+
+_MISSING = object()
