@@ -93,8 +93,8 @@ class DatastoreBackend:
             raise CliError(f"permission denied: user {self.user} has the {self._user.role} role and cannot change config")
         try:
             await self.ds.propose(lambda tree: apply_edit(tree, edit), user=self.user, face="cli")
-        except ConfigError as exc:
-            raise CliError(exc.message) from None
+        except ConfigError as exc:  # the same words the gNMI face sends back
+            raise CliError(exc.message + (f" (at {exc.path})" if exc.path else "")) from None
 
     def _history(self):
         history = getattr(self.ds, "history", None)
