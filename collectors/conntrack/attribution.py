@@ -106,7 +106,7 @@ class Attributor:
         """Pick the cluster with overlay-vxlan-analytics from the running config."""
         cluster = None
         for conn in (running.get(K8S_TOP) or {}).get("connection") or ():
-            if conn.get("overlay-vxlan-analytics") and conn.get("enable", True):
+            if conn.get("overlay-vxlan-analytics"):  # a disabled connection keeps its frozen rows and history
                 cluster = conn.get("cluster-name")
                 break
         if cluster != self.analytics_cluster:
