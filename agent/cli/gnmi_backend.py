@@ -135,13 +135,22 @@ class GnmiBackend:
         time_range = gnmi_ext_pb2.TimeRange(start=int(t1 * 1e9), end=int(t2 * 1e9))
         notifications = await self._history(table, gnmi_ext_pb2.History(range=time_range))
         events = []
+        last: dict[tuple, dict] = {}  # what each entry looked like, so a delete shows what went
+        before: dict[tuple, dict] | None = None
         for n in notifications:
             when = n.timestamp / 1e9
-            for row in collect_rows([n], table).values():
+            for ident, row in collect_rows([n], table).items():
                 row.pop("_ts", None)
+                last[ident] = row
                 events.append({**row, "time": when, "change": "update"})
             for key in _deleted_keys(n, table):
-                events.append({**key, "time": when, "change": "delete"})
+                ident = tuple(str(key.get(k)) for k in table.keys)
+                if ident not in last and before is None:  # deleted before it changed in the range
+                    before = collect_rows(
+                        await self._history(table, gnmi_ext_pb2.History(snapshot_time=int(t1 * 1e9))), table)
+                row = {**(last.pop(ident, None) or (before or {}).get(ident, {})), **key}
+                row.pop("_ts", None)
+                events.append({**row, "time": when, "change": "delete"})
         return events
 
     async def close(self) -> None:
