@@ -1,0 +1,114 @@
+"""`kubefabric cli` and the SSH shell against a real `kubefabric run` process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.agentproc import REPO, USERS, AgentProcess, free_port
+
+pytest.importorskip("agent.gnmi.server")
+netmiko = pytest.importorskip("netmiko")
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    """One agent with gNMI (no TLS) and the CLI over SSH on loopback."""
+    proc = AgentProcess(tmp_path_factory.mktemp("cli-agent"),
+                        extra_args=["--cli-ssh-addr", f"127.0.0.1:{free_port()}"])
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def cli(agent, *words, user="admin", password=None, stdin=None, env=None, flags=None):
+    """Run `kubefabric cli` as a user; (exit code, stdout, stderr)."""
+    environ = {**os.environ, "KUBEFABRIC_PASSWORD": password or USERS[user][0], **(env or {})}
+    args = flags if flags is not None else ["--gnmi-addr", agent.gnmi_addr, "--insecure", "--username", user]
+    result = subprocess.run([sys.executable, "-m", "agent.main", "cli", *args, *words], input=stdin,
+                            env=environ, capture_output=True, text=True, cwd=REPO, timeout=60)
+    return result.returncode, result.stdout, result.stderr
+
+
+def ssh_port(agent) -> int:
+    return int(agent.extra_args[1].rpartition(":")[2])
+
+
+def test_one_shot_config_and_show(agent):
+    assert cli(agent, "k8s-connection-create", "cluster-name", "pluribus", "kube-config", "/root/.kube/config",
+               "enable") == (0, "", "")
+    assert cli(agent, "k8s-connection-modify", "create-vport")[0] == 0
+    code, out, err = cli(agent, "k8s-connection-show", "format", "cluster-name,enable,create-vport,owner")
+    assert code == 0, err
+    assert out.splitlines() == ["cluster-name enable create-vport owner", "------------ ------ ------------ -----",
+                                "pluribus     yes    yes          leaf1"]
+    code, out, _ = cli(agent, "--json", "k8s-connection-show")
+    row = json.loads(out)[0]
+    assert row["cluster-name"] == "pluribus" and row["create-vport"] is True and "status" in row
+    code, out, _ = cli(agent, "fabric-node-show", "--json")
+    assert json.loads(out)[0]["name"] == "leaf1"
+    assert cli(agent, "connection-stats-settings-modify", "enable", "idle-timeout", "45")[0] == 0
+    code, out, _ = cli(agent, "connection-stats-settings-show", "format", "enable,idle-timeout", "parsable-delim", ",")
+    assert out == "enable,idle-timeout\nyes,45\n"
+    assert cli(agent, "k8s-connection-delete", "cluster-name", "pluribus") == (0, "", "")
+
+
+def test_errors_are_one_line_on_stderr(agent):
+    code, out, err = cli(agent, "k8s-connection-create", "cluster-name", "x", "kube-config", "/x", user="viewer")
+    assert code == 1 and out == ""
+    assert err.startswith("k8s-connection-create: permission denied") and err.count("\n") == 1
+    code, _, err = cli(agent, "vport-show", "bogus")
+    assert code == 1 and err == "vport-show: unknown parameter 'bogus' (type 'vport-show ?' for its parameters)\n"
+    code, _, err = cli(agent, "vport-show", password="wrong")
+    assert code == 1 and err.startswith("kubefabric cli: authentication failed for user admin")
+    code, _, err = cli(agent, "vport-show", flags=["--gnmi-addr", f"127.0.0.1:{free_port()}", "--insecure",
+                                                   "--username", "admin", "--timeout", "2"])
+    assert code == 1 and err.startswith("kubefabric cli: cannot reach the agent at 127.0.0.1:")
+    assert "Traceback" not in err
+
+
+def test_fifth_connection_shows_the_agents_message(agent):
+    try:
+        for name in "abcd":
+            assert cli(agent, "k8s-connection-create", "cluster-name", name, "kube-config", f"/{name}")[0] == 0
+        code, _, err = cli(agent, "k8s-connection-create", "cluster-name", "e", "kube-config", "/e")
+        assert code == 1 and "at most four" in err and err.startswith("k8s-connection-create: ")
+    finally:
+        for name in "abcd":
+            cli(agent, "k8s-connection-delete", "cluster-name", name)
+
+
+def test_environment_replaces_flags_and_interactive_mode(agent):
+    env = {"KUBEFABRIC_GNMI_ADDR": agent.gnmi_addr, "KUBEFABRIC_USERNAME": "viewer"}
+    code, out, err = cli(agent, flags=["--insecure"], user="viewer", env=env,
+                         stdin="fabric-node-show format name\nvport-show ?\nbogus\nexit\n")
+    assert code == 0, err
+    assert out.startswith("CLI (viewer@leaf1) > ")
+    assert "name\n-----\nleaf1\n" in out and "within-last" in out and "unknown command 'bogus'" in out
+
+
+def test_time_machine_through_the_agent(agent):
+    code, out, err = cli(agent, "vport-history-show", "within-last", "1h")
+    assert code == 0 and out == "", err
+    code, out, err = cli(agent, "vport-history-show", "snapshot-time", "1h")
+    assert code == 0 and out == "", err
+
+
+def test_netmiko_against_the_agent(agent):
+    conn = netmiko.ConnectHandler(device_type="pluribus", host="127.0.0.1", port=ssh_port(agent),
+                                  username="admin", password=USERS["admin"][0])
+    try:
+        assert conn.find_prompt() == "CLI (admin@leaf1) >"
+        assert conn.send_command("k8s-connection-create cluster-name k8s01 kube-config /root/.kube/config") == ""
+        assert conn.send_command("k8s-connection-modify cluster-name k8s01 overlay-vxlan-analytics") == ""
+        shown = conn.send_command("k8s-connection-show format cluster-name,overlay-vxlan-analytics")
+        assert shown.splitlines()[2].split() == ["k8s01", "yes"]
+        assert conn.send_command("k8s-connection-delete cluster-name k8s01") == ""
+    finally:
+        conn.disconnect()
+    # the SSH write went through the same write path: gNMI sees it gone, and the audit log names the face
+    assert cli(agent, "k8s-connection-show")[1] == ""
+    assert "config change by admin via cli" in agent.log()
