@@ -235,7 +235,8 @@ class FabricCollector:
             component = self._component(name)
             if component is None:
                 continue
-            for source in (component, getattr(component, "tracker", None)):
+            table = getattr(component, "table", None)
+            for source in (component, getattr(component, "tracker", None), getattr(table, "tracker", None)):
                 if source is None:
                     continue
                 evictions = _pick(face_stats(source), _EVICTION_KEYS)
@@ -300,7 +301,7 @@ class FabricCollector:
                     if value is not None:
                         family.add_metric([name], value)
             for stat, value in sorted(stats.items()):
-                number = _num(value)
+                number = None if isinstance(value, bool) else _num(value)
                 if number is None or (name in FACES and stat in used):
                     continue
                 other.add_metric([name, str(stat)], number)

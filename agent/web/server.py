@@ -1,0 +1,280 @@
+"""The read-only web page on --web-addr: the operator's picture of the fabric.
+
+One static page (``static/``: HTML, CSS and plain JavaScript, no build
+step) and a few JSON endpoints it polls:
+
+=====================  ===================================================
+``/api/summary``       node, fabric, sync-state, fabric members, Kubernetes
+                       connections and CNI, table sizes, history available
+``/api/vports``        the vPort table; ``?at=T`` (Unix seconds or RFC 3339)
+                       as it was at T, from the time machine
+``/api/services``      services and their backends; ``?at=T`` likewise
+``/api/connections``   top talkers of the connection table (``?limit=N``)
+=====================  ===================================================
+
+Live answers come from ``ds.read()``; past answers from ``ds.history``
+(``vports_at``, ``services_at``, ``service_backends``), and when the agent
+has no history store the past endpoints answer 404 with a reason the page
+shows next to its time slider.
+
+Everything, the page included, needs HTTP Basic credentials of a
+configured user (the same users and scrypt hashes as gNMI, NETCONF and the
+CLI); any role may read, and nothing here writes.  Served by aiohttp in the
+agent's event loop, so reading the datastore needs no locking.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent.settings import split_addr
+
+__all__ = ["WebServer", "parse_time"]
+
+log = logging.getLogger("kubefabric.web")
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+VPORT = "/kubefabric-vport:vports/vport"
+SERVICE = "/kubefabric-k8s:k8s/service"
+CONNECTION = "/kubefabric-connection:connections/connection"
+K8S_CONNECTION = "/kubefabric-k8s:k8s/connection"
+K8S_STATE = "/kubefabric-k8s:k8s/connection/state"
+CNI = "/kubefabric-k8s:k8s/cni"
+FABRIC = "/kubefabric-fabric:fabric"
+FABRIC_NODE = "/kubefabric-fabric:fabric/node"
+SFLOW_STATS = "/kubefabric-sflow:sflow-collector/statistics"
+CONN_SETTINGS = "/kubefabric-connection:connection-stats-settings"
+
+MAX_CONNECTIONS_SHOWN = 500
+# the authenticated user, in request storage (RequestKey exists from aiohttp 3.12 on)
+USER = web.RequestKey("user", object) if hasattr(web, "RequestKey") else "kubefabric.user"
+REALM = "kubefabric"
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+    "Cache-Control": "no-store",
+}
+
+
+class TimeError(ValueError):
+    """A ?at= value that is not a time."""
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds or RFC 3339 text -> Unix seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise TimeError(f"not a time: {text!r} (give Unix seconds or RFC 3339)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class WebServer:
+    """The page and its JSON endpoints; `await start()`, `await stop()`, `.address`."""
+
+    def __init__(self, ds, authenticator, addr: str) -> None:
+        self.ds = ds
+        self.auth = authenticator
+        self.host, self.port = split_addr(addr, 8080)
+        self.address: str | None = None
+        self.requests = 0
+        self.refused = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def stats(self) -> dict:
+        """Counters for the metrics endpoint."""
+        return {"requests": self.requests, "refused": self.refused}
+
+    # -- life cycle ----------------------------------------------------------
+    def app(self) -> web.Application:
+        """The aiohttp application (tests may serve it themselves)."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/", self._index)
+        app.router.add_get("/api/summary", self._summary)
+        app.router.add_get("/api/vports", self._vports)
+        app.router.add_get("/api/services", self._services)
+        app.router.add_get("/api/connections", self._connections)
+        app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        sockets = site._server.sockets if site._server else []
+        port = sockets[0].getsockname()[1] if sockets else self.port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.address = f"{host}:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- authentication ------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        self.requests += 1
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        user = self._user(request.headers.get("Authorization", ""))
+        if user is None:
+            self.refused += 1
+            return web.Response(
+                status=401, text="authentication required\n",
+                headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"', **_SECURITY_HEADERS},
+            )
+        request[USER] = user
+        try:
+            response = await handler(request)
+        except TimeError as exc:
+            response = web.json_response({"error": str(exc)}, status=400)
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def _user(self, header: str):
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        name, sep, password = decoded.partition(":")
+        if not sep:
+            return None
+        return self.auth.authenticate(name, password)
+
+    # -- handlers ------------------------------------------------------------
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Content-Type": "text/html; charset=utf-8"})
+
+    async def _summary(self, request: web.Request) -> web.Response:
+        ds = self.ds
+        fabric = ds.read_node(FABRIC) or {}
+        nodes = [{"name": key[0], **row} for key, row, _ in ds.read(FABRIC_NODE)]
+        states = {key[0]: row for key, row, _ in ds.read(K8S_STATE)}
+        connections = []
+        for key, row, _ in ds.read(K8S_CONNECTION):
+            entry = {k: v for k, v in row.items() if k != "kube-config"}  # a path on the owner: not needed here
+            entry["cluster-name"] = key[0]
+            entry["state"] = states.pop(key[0], {})
+            connections.append(entry)
+        cni = [{"cluster-name": key[0], **row} for key, row, _ in ds.read(CNI)]
+        settings = ds.read_node(CONN_SETTINGS) or {}
+        sflow = ds.read_node(SFLOW_STATS) or {}
+        body = {
+            "node": ds.node_name,
+            "user": request[USER].name,
+            "fabric": {"name": fabric.get("name", ""), "sync-state": fabric.get("sync-state", ""),
+                       "revision": ds.revision, "nodes": nodes},
+            "k8s": {"connections": connections, "cni": cni},
+            "counts": {
+                "vports": len(ds.state.entries(VPORT)),
+                "services": len(ds.state.entries(SERVICE)),
+                "connections": len(ds.state.entries(CONNECTION)),
+            },
+            "connection-stats": {"enable": bool(settings.get("enable", False)),
+                                 "max-connections": settings.get("max-connections")},
+            "sflow": {k: _int(sflow.get(k)) for k in ("datagrams", "samples", "malformed", "lost") if k in sflow},
+            "history": self._history_status(),
+            "now": time.time(),
+        }
+        return web.json_response(body)
+
+    def _history_status(self) -> dict:
+        history = getattr(self.ds, "history", None)
+        if history is None:
+            return {"available": False,
+                    "reason": "history is unavailable: this agent runs no Kubernetes collector (time machine)"}
+        return {"available": True, "retention-days": getattr(history, "retention_days", None)}
+
+    def _at(self, request: web.Request) -> float | None:
+        text = request.query.get("at", "").strip()
+        if not text or text == "now":
+            return None
+        return parse_time(text)
+
+    def _history_or_404(self):
+        history = getattr(self.ds, "history", None)
+        if history is None:
+            raise web.HTTPNotFound(
+                text='{"error": "history is unavailable on this agent"}', content_type="application/json")
+        return history
+
+    async def _vports(self, request: web.Request) -> web.Response:
+        at = self._at(request)
+        if at is None:
+            rows = [{**row, "ip": key[0]} for key, row, _ in self.ds.read(VPORT)]
+            source = "live"
+        else:
+            history = self._history_or_404()
+            rows = [{**row, "ip": ip} for ip, row in history.vports_at(at).items()]
+            source = "history"
+        rows.sort(key=lambda r: (str(r.get("hostname", "")), str(r.get("namespace", "")), str(r.get("entity", ""))))
+        return web.json_response({"source": source, "at": at, "at-text": _iso(at) if at else None, "vports": rows})
+
+    async def _services(self, request: web.Request) -> web.Response:
+        at = self._at(request)
+        services = []
+        if at is None:
+            for key, row, _ in self.ds.read(SERVICE):
+                cluster, ns, name = key
+                services.append({**row, "cluster-name": cluster, "namespace": ns, "name": name})
+            source = "live"
+        else:
+            history = self._history_or_404()
+            for (cluster, ns, name), row in history.services_at(at).items():
+                backends = history.service_backends(cluster, ns, name, at)
+                services.append({**row, "cluster-name": cluster, "namespace": ns, "name": name,
+                                 "backend-pods": backends})
+            source = "history"
+        services.sort(key=lambda s: (s["cluster-name"], s["namespace"], s["name"]))
+        return web.json_response({"source": source, "at": at, "at-text": _iso(at) if at else None,
+                                  "services": services})
+
+    async def _connections(self, request: web.Request) -> web.Response:
+        limit = max(1, min(_int(request.query.get("limit"), 50), MAX_CONNECTIONS_SHOWN))
+        names = ("vlan", "vxlan", "src-ip", "dst-ip", "src-port", "dst-port", "protocol")
+        table = self.ds.state.entries(CONNECTION)
+        top = sorted(table.items(), key=lambda item: _int(item[1].get("bytes")), reverse=True)[:limit]
+        rows = []
+        for key, row in top:
+            entry = {**row, **dict(zip(names, key))}
+            for leaf in ("bytes", "packets", "latency", "age"):
+                if leaf in entry:
+                    entry[leaf] = _int(entry[leaf])
+            rows.append(entry)
+        return web.json_response({"total": len(table), "connections": rows})
