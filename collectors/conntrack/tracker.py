@@ -35,10 +35,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Iterable
 
+from collectors.sflow.producer import FlowRecord, ip_text
+from collectors.sflow.records import FlowSample
 from collectors.sflow.stats import rfc3339
 
 __all__ = [
-    "Connection", "ConnectionTracker", "sample_from_record",
+    "Connection", "ConnectionTracker", "sample_from_record", "samples_from_datagram",
     "FIN", "SYN", "RST", "ACK", "CONNECTIONS_PATH",
 ]
 
@@ -71,6 +73,47 @@ def sample_from_record(rec, t: float) -> tuple | None:
         return None
     return (t, rec.agent, rec.sampling_rate or 1, rec.frame_length or 0, rec.vlan or 0, 0, encap,
             src, rec.dst_ip, rec.protocol or 0, rec.src_port, rec.dst_port, rec.tcp_flags)
+
+
+def samples_from_datagram(dg, t: float) -> list[tuple]:
+    """The compact samples of every flow sample of a decoded datagram (as :func:`sample_from_record`).
+
+    Reads the decoded structures directly instead of through ``FlowRecord``
+    properties: on the collector's hot path that halves the cost of
+    extraction.  A sample without a raw header (sampled IPv4/IPv6 records
+    only) takes the ``FlowRecord`` path.  tests/conntrack checks both paths
+    agree on every shared capture.
+    """
+    out = []
+    append = out.append
+    agent = dg.agent
+    for sample in dg.samples:
+        if type(sample) is not FlowSample:
+            continue
+        header = sample.header
+        packet = header.packet if header is not None else None
+        if packet is None:
+            found = sample_from_record(FlowRecord(dg, sample), t)
+            if found is not None:
+                append(found)
+            continue
+        outer = packet.outer
+        encap = packet.encapsulation
+        if encap != "none":
+            layers = packet.inner
+            if layers is None:
+                continue
+            vni = packet.vni or 0
+        else:
+            layers = outer
+            vni = 0
+        src = layers.src_ip
+        if src is None:
+            continue
+        append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, outer.vlans[0] if outer.vlans else 0,
+                vni, encap, ip_text(src), ip_text(layers.dst_ip), layers.protocol or 0, layers.src_port,
+                layers.dst_port, layers.tcp_flags))
+    return out
 
 
 class Connection:

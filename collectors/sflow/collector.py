@@ -33,10 +33,9 @@ import time
 from typing import Any
 
 from collectors.conntrack.table import ConnectionTable
-from collectors.conntrack.tracker import sample_from_record
+from collectors.conntrack.tracker import samples_from_datagram
 
 from .decoder import decode_datagram
-from .producer import iter_flows
 from .stats import CollectorStats
 from .workers import WorkerPool, bind_udp
 
@@ -245,10 +244,8 @@ class SflowCollector:
                                dg.malformed is not None, t)
             if self.table.enabled:
                 observe = self.table.tracker.observe
-                for rec in iter_flows(dg):
-                    sample = sample_from_record(rec, t)
-                    if sample is not None:
-                        observe(*sample)
+                for sample in samples_from_datagram(dg, t):
+                    observe(*sample)
         except Exception:  # the decoder never raises; this guards everything after it
             self._errors += 1
             self.stats.account(None, 0, 0, 0, 0, True, t)

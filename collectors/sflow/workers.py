@@ -70,9 +70,8 @@ def bind_udp(host: str, port: int, reuseport: bool = False, rcvbuf: int = RCVBUF
 
 def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports, geneve_port: int, track: bool) -> None:
     """Body of one worker process."""
-    from collectors.conntrack.tracker import sample_from_record
+    from collectors.conntrack.tracker import samples_from_datagram
     from collectors.sflow.decoder import decode_datagram
-    from collectors.sflow.producer import iter_flows
 
     sock = bind_udp(host, port, reuseport=True)
     sock.setblocking(True)
@@ -99,10 +98,7 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
                 stats.append((dg.agent or None, dg.sub_agent_id, dg.sequence, dg.uptime, len(dg.samples),
                               dg.malformed is not None))
                 if track:
-                    for rec in iter_flows(dg):
-                        sample = sample_from_record(rec, t)
-                        if sample is not None:
-                            samples.append(sample)
+                    samples += samples_from_datagram(dg, t)
             except Exception:  # the decoder never raises; this guards the extraction
                 stats.append((None, 0, 0, 0, 0, True))
             if len(stats) < BATCH_DATAGRAMS and monotonic() < next_send:

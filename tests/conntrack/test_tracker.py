@@ -181,3 +181,23 @@ def test_row_leaves():
         "encapsulation": "none", "first-seen": "2023-11-14T22:13:20.000Z",
         "last-seen": "2023-11-14T22:13:20.001Z", "latency": 1500,
     }
+
+
+def test_fast_extraction_agrees_with_flow_records_on_every_shared_capture():
+    from collectors.conntrack.tracker import samples_from_datagram
+    from collectors.sflow.pcap import iter_sflow_payloads
+    from tests.agentproc import SHARED
+
+    captures = sorted((SHARED / "testdata" / "sflow").glob("*.pcap"))
+    if not captures:
+        import pytest
+
+        pytest.skip("shared captures not found")
+    checked = 0
+    for capture in captures:
+        for payload in iter_sflow_payloads(capture):
+            dg = decode_datagram(payload)
+            slow = [s for s in (sample_from_record(r, 1.0) for r in iter_flows(dg)) if s is not None]
+            assert samples_from_datagram(dg, 1.0) == slow, capture.name
+            checked += len(slow)
+    assert checked > 2000

@@ -1,0 +1,187 @@
+"""Benchmark: the sFlow collector at a paced rate on loopback, beside a bare receiver (the ceiling).
+
+A sender in a separate process replays the shared pmacct capture
+(pmacct_sfprobe_vxlan8472_4789.pcap: 1210-byte datagrams, ~6 VXLAN flow
+samples each) at ``--rate`` datagrams/s for ``--duration`` seconds,
+rewriting the datagram sequence numbers 1, 2, 3 ... so loss shows up both
+as the collector's own sequence-gap count and as sent minus received.
+
+Runs, one after the other, on the same load:
+
+* ``bare``      an asyncio DatagramProtocol that only counts datagrams (the ceiling:
+                what receiving alone costs in Python);
+* ``collector`` SflowCollector (decode, per-exporter statistics, datastore flushes), with
+                connection tracking on (``--no-track`` to turn it off), ``--workers`` processes.
+
+For each: datagrams sent / received, lost by sequence numbers, achieved
+rate, and the receiver's CPU (user+system of the process and its workers
+over the run, as a percentage of one core).
+
+Usage: python benchmarks/sflow_collector.py [--duration 60] [--rate 20000] [--workers 1] [--no-track]
+                                            [--only bare|collector]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import resource
+import socket
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CAPTURE = REPO.parent / "shared" / "testdata" / "sflow" / "pmacct_sfprobe_vxlan8472_4789.pcap"
+
+
+# ---------------------------------------------------------------------- sender
+def _sender(port: int, rate: int, duration: float, go, done) -> None:
+    from collectors.sflow.pcap import iter_sflow_payloads
+
+    templates = [bytearray(p) for p in iter_sflow_payloads(CAPTURE)]
+    total = int(rate * duration)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect(("127.0.0.1", port))
+    send = sock.send
+    pack = struct.Struct(">I").pack_into
+    n = len(templates)
+    go.wait()
+    start = time.perf_counter()
+    seq = 0
+    while seq < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        if due <= seq:
+            time.sleep(0.0005)
+            continue
+        while seq < due:
+            buf = templates[seq % n]
+            seq += 1
+            pack(buf, 16, seq)
+            try:
+                send(buf)
+            except OSError:
+                pass  # ENOBUFS: counted as loss by the receiver
+    done.put((seq, time.perf_counter() - start))
+
+
+def _proc_cpu(pid: int) -> float:
+    """User+system seconds of a process from /proc (workers are children we do not wait for)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# ---------------------------------------------------------------------- receivers
+class _Counter(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def datagram_received(self, data, addr) -> None:
+        self.count += 1
+
+
+async def _run(kind: str, args) -> dict:
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    if kind == "bare":
+        from collectors.sflow.workers import bind_udp
+
+        sock = bind_udp("127.0.0.1", 0)
+        transport, proto = await loop.create_datagram_endpoint(_Counter, sock=sock)
+        port = sock.getsockname()[1]
+        received = lambda: proto.count  # noqa: E731
+        lost = lambda: None  # noqa: E731
+        pids: list[int] = []
+    else:
+        from agent.datastore import Datastore
+        from collectors.sflow.collector import SflowCollector
+        from fabric_sync.embedded import EmbeddedFabricStore
+
+        tmp = Path(tempfile.mkdtemp(prefix="kf-bench-"))
+        ds = Datastore("bench", tmp, EmbeddedFabricStore(tmp, "bench"))
+        await ds.start()
+        if args.track:
+            await ds.propose(lambda t: {**t, "kubefabric-connection:connection-stats-settings": {"enable": True}},
+                             user="bench", face="bench")
+        collector = SflowCollector(ds, "127.0.0.1:0", workers=args.workers)
+        await collector.start()
+        port = collector.port
+        received = lambda: collector.stats.datagrams  # noqa: E731
+        lost = lambda: collector.stats.lost  # noqa: E731
+        pids = list(collector._pool.pids) if collector._pool else []
+
+    go, done = ctx.Event(), ctx.Queue()
+    sender = ctx.Process(target=_sender, args=(port, args.rate, args.duration, go, done), daemon=True)
+    sender.start()
+    await asyncio.sleep(1.0)  # let the sender import and build its datagrams
+    cpu0 = _self_cpu() + sum(_proc_cpu(p) for p in pids)
+    t0 = time.perf_counter()
+    go.set()
+    while sender.is_alive():
+        await asyncio.sleep(0.1)
+    sent, send_time = done.get()
+    deadline = time.perf_counter() + 5
+    while received() < sent and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    elapsed = time.perf_counter() - t0
+    cpu = _self_cpu() + sum(_proc_cpu(p) for p in pids) - cpu0
+    result = {"kind": kind, "sent": sent, "received": received(), "lost_by_sequence": lost(),
+              "rate": received() / send_time, "send_time": send_time, "cpu_percent": 100 * cpu / elapsed}
+    if kind == "bare":
+        transport.close()
+    else:
+        result["tracker"] = collector.tracker.stats() if args.track else None
+        await collector.stop()
+        await ds.stop()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--rate", type=int, default=20_000)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--no-track", dest="track", action="store_false", help="connection tracking off")
+    ap.add_argument("--only", choices=("bare", "collector"))
+    args = ap.parse_args()
+    if not CAPTURE.exists():
+        sys.exit(f"capture not found: {CAPTURE}")
+    print(f"load: {args.rate} datagrams/s for {args.duration:.0f} s from {CAPTURE.name} (1210 B, ~6 samples each); "
+          f"collector workers={args.workers} tracking={'on' if args.track else 'off'}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f} before the run")
+    print(f"{'receiver':<10} {'sent':>10} {'received':>10} {'lost(seq)':>10} {'lost(sent-rcvd)':>16} "
+          f"{'rate/s':>9} {'CPU %':>7}")
+    ok = True
+    for kind in ("bare", "collector"):
+        if args.only and kind != args.only:
+            continue
+        r = asyncio.run(_run(kind, args))
+        missing = r["sent"] - r["received"]
+        seq_lost = "-" if r["lost_by_sequence"] is None else r["lost_by_sequence"]
+        print(f"{kind:<10} {r['sent']:>10} {r['received']:>10} {seq_lost:>10} {missing:>16} "
+              f"{r['rate']:>9.0f} {r['cpu_percent']:>7.1f}   (load average {os.getloadavg()[0]:.2f})", flush=True)
+        if kind == "collector":
+            if r.get("tracker"):
+                print(f"           tracker: {r['tracker']}")
+            ok = missing == 0 and not r["lost_by_sequence"]
+    if not args.only or args.only == "collector":
+        print("PASS: zero loss" if ok else "FAIL: loss")
+        sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
