@@ -319,7 +319,7 @@ class _Params:
             qn = etree.QName(child)
             if qn.localname == "with-defaults" and qn.namespace == WD_NS and "with-defaults" in allowed:
                 continue
-            if qn.localname not in allowed or qn.namespace not in (ns or self.ns, None):
+            if qn.localname not in allowed or qn.namespace not in (ns or self.ns, None, BASE_NS):
                 raise RpcError("unknown-element", f"{etree.QName(self.op).localname} has no parameter "
                                f"{qn.localname!r}" + ("" if qn.namespace == (ns or self.ns) else
                                                       f" in namespace {qn.namespace}"),
@@ -368,8 +368,12 @@ class _Params:
 
 
 def _child(parent: etree._Element, ns: str, name: str) -> etree._Element | None:
-    found = parent.find(f"{{{ns}}}{name}")
-    return found if found is not None else parent.find(name)
+    # the operation's namespace first; then none, and base:1.0 (ncclient puts create-subscription's filter there)
+    for tag in (f"{{{ns}}}{name}", name, f"{{{BASE_NS}}}{name}"):
+        found = parent.find(tag)
+        if found is not None:
+            return found
+    return None
 
 
 def _with_defaults(p: _Params) -> str:

@@ -1,0 +1,138 @@
+"""RFC 5277 notifications: config changes and vPort/connection events, filters, replay."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from lxml import etree
+from ncclient.operations import RPCError
+
+from .helpers import NSMAP, VPORT, connect, connection_xml
+
+NOTIF = "urn:ietf:params:xml:ns:netconf:notification:1.0"
+NCN = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"
+EVENTS = "urn:kubefabric:params:xml:ns:netconf:state-change:1.0"
+NETMOD = "urn:ietf:params:xml:ns:netmod:notification"
+VPORTS = "/kubefabric-vport:vports/vport"
+CONNS = "/kubefabric-connection:connections/connection"
+
+
+def _take(m, timeout=5) -> etree._Element:
+    n = m.take_notification(block=True, timeout=timeout)
+    assert n is not None, "no notification"
+    return etree.fromstring(n.notification_xml.encode() if isinstance(n.notification_xml, str) else n.notification_xml)
+
+
+def test_config_change_notification_names_user_and_target(inproc):
+    with connect(inproc.port) as listener, connect(inproc.port) as writer:
+        listener.create_subscription(stream_name="config")
+        writer.edit_config(target="running", config=connection_xml("n1"))
+        note = _take(listener)
+        change = note.find(f"{{{NCN}}}netconf-config-change")
+        assert change is not None
+        assert change.findtext(f"{{{NCN}}}changed-by/{{{NCN}}}username") == "admin"
+        assert change.findtext(f"{{{NCN}}}changed-by/{{{NCN}}}session-id") == writer.session_id
+        targets = [e.text for e in change.iterfind(f"{{{NCN}}}edit/{{{NCN}}}target")]
+        assert "/kfk8s:k8s/kfk8s:connection[kfk8s:cluster-name='n1']" in targets
+        assert note.findtext(f"{{{NOTIF}}}eventTime")
+        # interleave: RPCs keep working on a subscribed session
+        assert listener.get_config("running").ok
+
+
+def test_vport_and_connection_events_with_filter(inproc):
+    with connect(inproc.port) as m:
+        flt = f'<state-change xmlns="{EVENTS}"><vport xmlns="{VPORT}"><namespace>prod</namespace></vport></state-change>'
+        m.create_subscription(filter=("subtree", flt))
+        inproc.call(inproc.ds.state.upsert, VPORTS, ("10.1.0.5",),
+                    {"entity": "web-1", "namespace": "dev", "svc-name": "c1"})
+        inproc.call(inproc.ds.state.upsert, VPORTS, ("10.1.0.6",),
+                    {"entity": "db-1", "namespace": "prod", "svc-name": "c1"})
+        note = _take(m)
+        vport = note.find(f".//{{{VPORT}}}vport")
+        assert vport.findtext(f"{{{VPORT}}}ip") == "10.1.0.6"
+        assert vport.findtext(f"{{{VPORT}}}entity") == "db-1"
+        assert m.take_notification(block=True, timeout=0.5) is None  # the dev pod was filtered out
+    with connect(inproc.port) as m:
+        m.create_subscription(stream_name="connection")
+        key = (0, 1, "10.1.0.5", "10.1.0.6", 40000, 5432, 6)
+        inproc.call(inproc.ds.state.upsert, CONNS, key, {"cur-state": "established", "latency": 120})
+        inproc.call(inproc.ds.state.delete, CONNS, key)
+        first, second = _take(m), _take(m)
+        assert first.findtext(f".//{{{EVENTS}}}operation") == "merge"
+        assert "kfconn:dst-port='5432'" in first.findtext(f".//{{{EVENTS}}}target")
+        assert second.findtext(f".//{{{EVENTS}}}operation") == "delete"
+
+
+def test_replay_refused_without_history(inproc):
+    with connect(inproc.port) as m:
+        start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
+        with pytest.raises(RPCError) as err:
+            m.create_subscription(start_time=start)
+        assert err.value.tag == "operation-failed" and "history" in err.value.message
+
+
+class FakeHistory:
+    """Duck-typed ds.history: changes(start, end) -> [{time, op, path, keys, data}]."""
+
+    def __init__(self, now: float) -> None:
+        self.rows = [
+            {"time": now - 300, "op": "update", "path": VPORTS, "keys": ("10.9.0.1",), "data": {"entity": "old-pod"}},
+            {"time": now - 200, "op": "delete", "path": VPORTS, "keys": ("10.9.0.1",), "data": {}},
+            {"time": now - 100, "op": "update", "path": None, "keys": None, "data": {}},  # a pod record: skipped
+        ]
+
+    def changes(self, start, end):
+        return [r for r in self.rows if start <= r["time"] < end]
+
+
+def test_replay_from_history_then_live(inproc):
+    now = dt.datetime.now(dt.timezone.utc)
+    inproc.call(setattr, inproc.ds, "history", FakeHistory(now.timestamp()))
+    with connect(inproc.port) as m:
+        m.create_subscription(stream_name="vport", start_time=(now - dt.timedelta(minutes=10)).isoformat())
+        first, second, done = _take(m), _take(m), _take(m)
+        assert first.findtext(f".//{{{VPORT}}}entity") == "old-pod"
+        assert second.findtext(f".//{{{EVENTS}}}operation") == "delete"
+        assert done.find(f"{{{NETMOD}}}replayComplete") is not None
+        event_time = dt.datetime.fromisoformat(first.findtext(f"{{{NOTIF}}}eventTime").replace("Z", "+00:00"))
+        assert abs((now - event_time).total_seconds() - 300) < 2
+        inproc.call(inproc.ds.state.upsert, VPORTS, ("10.9.0.2",), {"entity": "new-pod"})
+        assert _take(m).findtext(f".//{{{VPORT}}}entity") == "new-pod"
+    with connect(inproc.port) as m:  # a window in the past ends with notificationComplete
+        m.create_subscription(stream_name="vport", start_time=(now - dt.timedelta(minutes=10)).isoformat(),
+                              stop_time=(now - dt.timedelta(minutes=4)).isoformat())
+        first, done, complete = _take(m), _take(m), _take(m)
+        assert first.findtext(f".//{{{VPORT}}}entity") == "old-pod"
+        assert done.find(f"{{{NETMOD}}}replayComplete") is not None
+        assert complete.find(f"{{{NETMOD}}}notificationComplete") is not None
+
+
+def test_streams_are_listed_and_unknown_stream_refused(inproc):
+    with connect(inproc.port) as m:
+        data = m.get(filter=("subtree", f'<netconf xmlns="{NETMOD}"><streams/></netconf>')).data
+        names = [e.text for e in data.iterfind(f".//{{{NETMOD}}}stream/{{{NETMOD}}}name")]
+        assert names[0] == "NETCONF" and {"config", "vport", "connection"} <= set(names)
+        with pytest.raises(RPCError) as err:
+            m.create_subscription(stream_name="nope")
+        assert err.value.tag == "invalid-value"
+        m.create_subscription()
+        with pytest.raises(RPCError) as err:
+            m.create_subscription()
+        assert err.value.tag == "operation-failed"
+
+
+def test_get_merges_state_into_config(inproc):
+    with connect(inproc.port) as m:
+        m.edit_config(target="running", config=connection_xml("st"))
+        inproc.call(inproc.ds.state.upsert, "/kubefabric-k8s:k8s/connection/state", ("st",),
+                    {"status": "connected", "pod-count": 12, "events": 2**40})
+        inproc.call(inproc.ds.state.upsert, VPORTS, ("10.2.0.1",), {"entity": "p", "vlan": 4090})
+        data = m.get(filter=("subtree", '<k8s xmlns="urn:kubefabric:yang:kubefabric-k8s"/>')).data
+        conn = data.find(".//k8s:connection", NSMAP)
+        assert conn.findtext("k8s:kube-config", namespaces=NSMAP) == "/etc/kubefabric/k.conf"
+        assert conn.findtext("k8s:state/k8s:status", namespaces=NSMAP) == "connected"
+        assert conn.findtext("k8s:state/k8s:events", namespaces=NSMAP) == str(2**40)
+        data = m.get(filter=("xpath", ({"v": VPORT}, "/v:vports/v:vport[v:ip='10.2.0.1']/v:vlan"))).data
+        assert data.findtext(".//vport:vport/vport:ip", namespaces=NSMAP) == "10.2.0.1"
+        assert data.findtext(".//vport:vport/vport:vlan", namespaces=NSMAP) == "4090"
+        assert m.get_config("running").data.find(".//k8s:state", NSMAP) is None
