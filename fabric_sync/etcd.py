@@ -1,0 +1,396 @@
+"""Fabric-scope config replicated through etcd (aetcd, asyncio).
+
+The whole fabric-scope tree is one JSON value under
+`/kubefabric/<fabric>/config` (see keys.py).  That makes the fabric caps
+(four Kubernetes connections, one with overlay analytics) hold across
+agents with a single compare: `commit(base_revision, tree)` is one etcd
+transaction "if config's mod_revision is still base_revision, put tree",
+so of two agents that validated against the same revision only one lands;
+the other gets ConflictError, the datastore re-runs the edit on the newer
+tree, validates again and reports the cap.  The revisions handed to the
+datastore are etcd mod_revisions, monotonically increasing.
+
+Every agent watches the fabric prefix and applies changes as they come
+(config, membership), resuming from its last revision after a disconnect
+and re-reading everything when that revision was compacted.  The
+membership lease keepalive is also the health probe: when etcd cannot
+serve it (quorum lost, all members unreachable) the node flags
+/fabric/sync-state "stale", keeps serving the last applied tree and
+refuses writes with UnavailableError; it turns "in-sync" again on its own
+when etcd recovers.  The last applied tree is cached in the data dir so
+an agent started while etcd is down serves the last known config.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aetcd
+
+from agent.datastore.errors import ConfigError, ConflictError, UnavailableError
+
+from .cache import LocalCache
+from .etcd_client import make_client
+from .keys import FabricKeys
+from .membership import Membership, rfc3339_now
+from .ownership import OwnerTakeover
+from .store import FabricStore, MemberInfo, OnFabricChange
+
+log = logging.getLogger("kubefabric.fabric.etcd")
+
+NODE_PATH = "/kubefabric-fabric:fabric/node"
+
+
+class EtcdFabricStore(FabricStore):
+    """FabricStore on an etcd cluster shared by every agent of a fabric."""
+
+    def __init__(
+        self,
+        endpoints: list[str] | str,
+        fabric: str,
+        node_name: str,
+        address: str = "",
+        role: str = "",
+        owner_grace: float = 10.0,
+        *,
+        data_dir: Path | None = None,
+        lease_ttl: int = 3,
+        op_timeout: float = 2.0,
+        commit_timeout: float = 5.0,
+        connect_timeout: float = 3.0,
+        heartbeat: float = 5.0,
+    ) -> None:
+        if isinstance(endpoints, str):
+            endpoints = [e for e in endpoints.split(",") if e.strip()]
+        self.endpoints = list(endpoints)
+        self.keys = FabricKeys(fabric)
+        self.node_name = node_name
+        self.owner_grace = float(owner_grace)
+        self.op_timeout = op_timeout
+        self.commit_timeout = commit_timeout
+        self.connect_timeout = connect_timeout
+        self.probe_interval = max(0.5, lease_ttl / 3)
+        self.membership = Membership(self.keys, node_name, address, role, ttl=lease_ttl,
+                                     heartbeat=heartbeat, on_change=self._members_changed)
+        self.client: aetcd.Client | None = None
+        self.ds: Any = None
+        self.revision = -1
+        self.sync_state = "stale"
+        self._cache: LocalCache | None = LocalCache(self._cache_path(data_dir)) if data_dir else None
+        self._on_change: OnFabricChange | None = None
+        self._tree: dict = {}
+        self._exists = False  # whether the config key exists at self.revision
+        self._reachable = False  # last health probe answered
+        self._watching = False  # the prefix watch is established
+        self._watch_rev: int | None = None  # last revision the watch has seen; None: re-read all
+        self._abandoned: set[str] = set()  # commit ids we reported as failed
+        self._tasks: list[asyncio.Task] = []
+        self.takeover: OwnerTakeover | None = None
+
+    def _cache_path(self, data_dir: Path) -> Path:
+        return Path(data_dir) / f"fabric-{self.keys.fabric}.json"
+
+    # -- life cycle ----------------------------------------------------------
+    def attach(self, ds: Any) -> None:
+        """Called by the datastore before start(): we publish sync-state and /fabric/node into it."""
+        self.ds = ds
+        if self._cache is None:
+            self._cache = LocalCache(self._cache_path(ds.data_dir))
+
+    async def start(self, on_change: OnFabricChange) -> None:
+        self._on_change = on_change
+        self._publish_sync()
+        self.client = make_client(self.endpoints, self.op_timeout)
+        try:
+            await asyncio.wait_for(self._initial_sync(), self.connect_timeout)
+        except (aetcd.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("etcd %s unreachable at start (%s): serving the last known fabric config, stale",
+                        ",".join(self.endpoints), exc or type(exc).__name__)
+            self._serve_cached()
+        self._tasks = [
+            asyncio.create_task(self._watch_loop(), name="fabric-watch"),
+            asyncio.create_task(self._probe_loop(), name="fabric-probe"),
+        ]
+        if self.ds is not None:
+            self.takeover = OwnerTakeover(self, self.ds, self.owner_grace)
+            self._tasks.append(asyncio.create_task(self.takeover.run(), name="fabric-owner"))
+
+    async def _initial_sync(self) -> None:
+        await self.membership.register(self.client)
+        self._reachable = True
+        self._watch_rev = await self._resync()
+
+    def _serve_cached(self) -> None:
+        cached = self._cache.load() if self._cache else None
+        if cached and cached.get("fabric") == self.keys.fabric:
+            self._exists = bool(cached.get("exists", True))
+            self._deliver(cached.get("config") or {}, int(cached.get("revision", 0)), save=False)
+            self.membership.restore(cached.get("members") or [])
+            log.info("fabric %s: serving cached config at revision %s", self.keys.fabric, self.revision)
+        else:
+            self._deliver({}, 0, save=False)
+            self.membership.restore([])
+        self._reachable = False
+        self._publish_sync()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+        if self.client is not None:
+            if self._reachable:
+                try:
+                    await asyncio.wait_for(self.membership.leave(self.client), 2.0)
+                except (aetcd.ClientError, asyncio.TimeoutError):
+                    pass
+            try:
+                await self.client.close()
+            except Exception:  # closing a broken channel must not fail shutdown
+                pass
+            self.client = None
+        if self._cache is not None:
+            self._save_cache()
+            await self._cache.close()
+
+    # -- reading etcd ----------------------------------------------------------
+    async def _resync(self) -> int:
+        """Read the whole fabric prefix; deliver config and membership. Returns the read revision."""
+        resp = await self.client.get_prefix(self.keys.prefix)
+        records: dict[str, dict] = {}
+        online: dict[str, dict] = {}
+        config_kv = None
+        for kv in resp:
+            kind, name = self.keys.classify(kv.key)
+            if kind == "config":
+                config_kv = kv
+            elif kind == "nodes":
+                records[name] = _json(kv.value)
+            elif kind == "online":
+                online[name] = _json(kv.value)
+        self.membership.load(records, online)
+        if config_kv is not None:
+            tree, _meta = _parse(config_kv.value)
+            self._exists = True
+            self._deliver(tree, config_kv.mod_revision)
+        else:
+            # no config yet: revision = the store's, so it still only grows
+            self._exists = False
+            self._deliver({}, max(resp.header.revision, self.revision))
+        return resp.header.revision
+
+    async def _watch_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                if self._watch_rev is None:
+                    self._watch_rev = await self._resync()
+                watch = await self.client.watch_prefix(self.keys.prefix, start_revision=self._watch_rev + 1)
+                self._set_watching(True)
+                backoff = 0.1
+                async for event in watch:
+                    self._on_event(event)
+                    self._watch_rev = max(self._watch_rev, event.kv.mod_revision)
+            except asyncio.CancelledError:
+                raise
+            except aetcd.RevisionCompactedError as exc:
+                log.warning("fabric watch: revision %s compacted (%s): reading everything again", self._watch_rev, exc)
+                self._watch_rev = None
+            except Exception as exc:
+                log.debug("fabric watch interrupted: %r", exc)
+            self._set_watching(False)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    def _on_event(self, event: aetcd.Event) -> None:
+        kind, name = self.keys.classify(event.kv.key)
+        deleted = event.kind == "DELETE"
+        if kind == "config":
+            tree, meta = ({}, {}) if deleted else _parse(event.kv.value)
+            if meta.get("commit") in self._abandoned:
+                log.warning("a fabric write reported as unavailable (%s by %s) was applied after etcd recovered",
+                            meta.get("commit"), meta.get("node"))
+            if event.kv.mod_revision > self.revision:
+                self._exists = not deleted
+            self._deliver(tree, event.kv.mod_revision)
+        elif kind in ("nodes", "online"):
+            self.membership.apply(kind, name, None if deleted else event.kv.value)
+
+    def _deliver(self, tree: dict, revision: int, save: bool = True) -> None:
+        """Hand a newer tree to the datastore (older or equal revisions are dropped)."""
+        if revision <= self.revision:
+            return
+        self.revision = revision
+        self._tree = tree
+        if self._on_change is not None:
+            self._on_change(tree, revision)
+        if save:
+            self._save_cache()
+
+    # -- writing -------------------------------------------------------------
+    async def commit(self, base_revision: int, tree: dict, meta: dict) -> int:
+        client = self.client
+        if client is None:
+            raise UnavailableError("the fabric store is not running")
+        if not self._reachable:
+            await self._gate()
+        commit_id = uuid.uuid4().hex
+        value = json.dumps({"config": tree, "meta": {**meta, "commit": commit_id, "time": rfc3339_now()}},
+                           sort_keys=True, separators=(",", ":")).encode()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.commit_timeout
+        key = self.keys.config
+        while True:
+            guard = (client.transactions.version(key) == 0 if base_revision == self.revision and not self._exists
+                     else client.transactions.mod(key) == base_revision)
+            remaining = deadline - loop.time()
+            try:
+                ok, responses = await asyncio.wait_for(client.transaction(
+                    compare=[guard], success=[client.transactions.put(key, value)],
+                    failure=[client.transactions.get(key)]), max(remaining, 0.01))
+                break
+            except asyncio.CancelledError:
+                raise
+            except (aetcd.ConnectionFailedError, aetcd.ConnectionTimeoutError, asyncio.TimeoutError) as exc:
+                # Safe to send again: if an earlier attempt landed, the guard now fails and
+                # the failure branch shows our commit id.
+                if loop.time() + 0.1 >= deadline or not self._reachable:
+                    self._abandoned.add(commit_id)
+                    raise UnavailableError(
+                        f"fabric store (etcd) did not confirm the write within {self.commit_timeout:g}s: {_why(exc)}"
+                    ) from None
+                await asyncio.sleep(0.1)
+            except aetcd.ClientError as exc:
+                raise ConfigError("operation-failed", f"fabric store refused the write: {exc}") from None
+        if ok:
+            revision = responses[0].response_put.header.revision
+            self._committed(tree, revision)
+            return revision
+        current = responses[0] if responses else []
+        if current:
+            raw, kv = current[0]
+            newer, newer_meta = _parse(raw)
+            if newer_meta.get("commit") == commit_id:  # an earlier attempt of ours landed
+                self._committed(tree, kv.mod_revision)
+                return kv.mod_revision
+            self._exists = True
+            self._deliver(newer, kv.mod_revision)  # the datastore retries on this tree at once
+        raise ConflictError(f"fabric config changed since revision {base_revision}")
+
+    def _committed(self, tree: dict, revision: int) -> None:
+        if revision > self.revision:
+            self.revision = revision
+            self._tree = tree
+            self._exists = True
+            self._save_cache()
+
+    async def _gate(self) -> None:
+        """Before writing while flagged stale: is there a quorum again? (linearizable read)."""
+        try:
+            await asyncio.wait_for(self.client.get(self.keys.config), min(self.op_timeout, 2.0))
+        except (aetcd.ClientError, asyncio.TimeoutError) as exc:
+            raise UnavailableError(
+                f"fabric store (etcd) unavailable: {_why(exc)}; reads serve the last applied config"
+            ) from None
+
+    # -- health ----------------------------------------------------------------
+    async def _probe_loop(self) -> None:
+        while True:
+            ok = False
+            for _attempt in range(2):  # a member that just died fails fast; ask another
+                try:
+                    await asyncio.wait_for(self.membership.keepalive(self.client), self.op_timeout)
+                    ok = True
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except aetcd.ConnectionFailedError as exc:
+                    log.debug("fabric probe: %r", exc)
+                    continue
+                except Exception as exc:
+                    log.debug("fabric probe: %r", exc)
+                    break
+            if ok != self._reachable:
+                log.log(logging.INFO if ok else logging.WARNING, "fabric store (etcd) %s",
+                        "reachable again" if ok else "unreachable or without quorum")
+            self._reachable = ok
+            self._publish_sync()
+            await asyncio.sleep(self.probe_interval)
+
+    def _set_watching(self, watching: bool) -> None:
+        if watching != self._watching:
+            self._watching = watching
+            self._publish_sync()
+
+    def _publish_sync(self) -> None:
+        state = "in-sync" if self._reachable and self._watching else "stale"
+        if state != self.sync_state:
+            self.sync_state = state
+            log.info("fabric %s sync-state %s", self.keys.fabric, state)
+        if self.ds is not None:
+            self.ds.set_sync_state(state)
+
+    # -- membership -----------------------------------------------------------
+    def members(self) -> list[MemberInfo]:
+        return self.membership.members()
+
+    def _members_changed(self) -> None:
+        if self.ds is None:
+            return
+        rows = {}
+        for m in self.membership.members():
+            leaves = {"state": m.state}
+            if m.address:
+                leaves["address"] = m.address
+            if m.role:
+                leaves["role"] = m.role
+            if m.last_seen:
+                leaves["last-seen"] = m.last_seen
+            rows[(m.name,)] = leaves
+        self.ds.state.replace_where(NODE_PATH, rows)
+
+    # -- misc ----------------------------------------------------------------
+    @property
+    def tree(self) -> dict:
+        """The last applied fabric-scope tree (do not mutate)."""
+        return self._tree
+
+    def _save_cache(self) -> None:
+        if self._cache is None:
+            return
+        snapshot = {"fabric": self.keys.fabric, "revision": self.revision, "exists": self._exists,
+                    "config": self._tree, "members": self.membership.snapshot()}
+        try:
+            self._cache.save(snapshot)
+        except RuntimeError:  # no running loop (interpreter shutting down)
+            pass
+
+
+def _parse(raw: bytes) -> tuple[dict, dict]:
+    data = _json(raw)
+    tree = data.get("config")
+    meta = data.get("meta")
+    return (tree if isinstance(tree, dict) else {}), (meta if isinstance(meta, dict) else {})
+
+
+def _json(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        log.error("ignoring a non-JSON value in the fabric prefix")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, aetcd.ConnectionTimeoutError)):
+        return "no answer (quorum lost?)"
+    return str(exc) or type(exc).__name__
