@@ -121,7 +121,7 @@ class Connection:
 
     __slots__ = ("switch", "vlan", "vxlan", "protocol", "src_ip", "dst_ip", "src_port", "dst_port",
                  "encapsulation", "state", "fins", "syn_time", "latency", "first_seen", "last_seen",
-                 "packets", "bytes", "published", "first_text", "attribution", "attributed_at")
+                 "packets", "bytes", "published", "first_text", "attribution", "attributed_at", "dirty", "alive")
 
     def __init__(self, switch: str, vlan: int, vxlan: int, protocol: int, src_ip: str, dst_ip: str,
                  src_port: int, dst_port: int, encapsulation: str, t: float) -> None:
@@ -146,6 +146,8 @@ class Connection:
         self.first_text: str | None = None
         self.attribution: dict | None = None  # pod/service leaves, once known
         self.attributed_at = 0.0
+        self.dirty = False  # queued for the next take_changes
+        self.alive = True  # still in the table
 
     @property
     def key(self) -> tuple:
@@ -207,7 +209,7 @@ class ConnectionTracker:
         self.idle_timeout = idle_timeout
         self.close_linger = close_linger
         self.table: OrderedDict[tuple, Connection] = OrderedDict()
-        self._dirty: dict[int, Connection] = {}
+        self._dirty: list[Connection] = []
         self._closing: dict[int, Connection] = {}
         self._gone: list[tuple] = []
         # counters
@@ -257,7 +259,9 @@ class ConnectionTracker:
         conn.last_seen = t
         conn.packets += rate
         conn.bytes += length * rate
-        self._dirty[id(conn)] = conn
+        if not conn.dirty:
+            conn.dirty = True
+            self._dirty.append(conn)
 
     def _tcp(self, conn: Connection, flags: int, from_client: bool, t: float) -> None:
         state = conn.state
@@ -300,7 +304,7 @@ class ConnectionTracker:
         self._forget(conn)
 
     def _forget(self, conn: Connection) -> None:
-        self._dirty.pop(id(conn), None)
+        conn.alive = False
         self._closing.pop(id(conn), None)
         if conn.published is not None:
             self._gone.append(conn.published)
@@ -327,8 +331,13 @@ class ConnectionTracker:
                 elif conn.last_seen <= linger:
                     conn.state = "closed"
                     del self._closing[ident]
-                    self._dirty[ident] = conn
+                    self._mark(conn)
         return removed
+
+    def _mark(self, conn: Connection) -> None:
+        if not conn.dirty:
+            conn.dirty = True
+            self._dirty.append(conn)
 
     def resize(self, max_connections: int, idle_timeout: float) -> None:
         """Apply new limits; entries over the new maximum are evicted at once."""
@@ -355,12 +364,14 @@ class ConnectionTracker:
         """
         dirty = self._dirty
         if limit is None or len(dirty) <= limit:
-            changed = list(dirty.values())
-            dirty.clear()
+            taken, self._dirty = dirty, []
         else:
-            changed = []
-            for ident in list(dirty)[:limit]:
-                changed.append(dirty.pop(ident))
+            taken, self._dirty = dirty[:limit], dirty[limit:]
+        changed = []
+        for conn in taken:
+            conn.dirty = False
+            if conn.alive:
+                changed.append(conn)
         gone, self._gone = self._gone, []
         for conn in changed:
             key = conn.key
