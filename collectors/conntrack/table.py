@@ -7,11 +7,18 @@ collector feeds samples to :attr:`ConnectionTable.tracker` and calls
 :meth:`ConnectionTable.flush` a few times a second; each flush writes the
 changed rows in one ``ds.state.batch()``, so the change feed sees one batch
 per flush however many samples arrived.
+
+``age`` is written with every change of a row; a row that stops changing
+(an idle or quiet connection) is rewritten every ``age_refresh`` seconds so
+its age does not go stale, at most ``max_refresh_per_flush`` rows a flush
+(a queue of write times, so this costs nothing per sample and nothing
+when the table is empty).
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from .attribution import Attributor
@@ -27,7 +34,8 @@ SETTINGS_TOP = "kubefabric-connection:connection-stats-settings"
 class ConnectionTable:
     """``ConnectionTable(ds)``; ``configure(running)``; ``flush(now)``; ``tracker``; ``enabled``."""
 
-    def __init__(self, ds: Any, max_rows_per_flush: int = 50_000, attribution_retry: float = 5.0) -> None:
+    def __init__(self, ds: Any, max_rows_per_flush: int = 50_000, attribution_retry: float = 5.0,
+                 age_refresh: float = 30.0, max_refresh_per_flush: int = 2_000) -> None:
         self.ds = ds
         self.tracker = ConnectionTracker()
         self.attributor = Attributor(ds)
@@ -35,6 +43,9 @@ class ConnectionTable:
         self.max_rows_per_flush = max_rows_per_flush
         self.attribution_retry = attribution_retry
         self.rows_written = 0
+        self.age_refresh = age_refresh
+        self.max_refresh_per_flush = max_refresh_per_flush
+        self._written: deque = deque()  # (written_at, conn), oldest first
         self.rows_deleted = 0
 
     def configure(self, running: dict) -> None:
@@ -55,6 +66,7 @@ class ConnectionTable:
             log.info("connection tracking %s", "enabled" if enable else "disabled")
             if not enable:
                 gone = self.tracker.clear()
+                self._written.clear()
                 self._write([], gone, time.time())
 
     def close(self) -> None:
@@ -65,8 +77,20 @@ class ConnectionTable:
         """Expire idle entries and write changed rows; returns the rows written or deleted."""
         now = now or time.time()
         self.tracker.expire(now)
+        self._refresh_ages(now)
         changed, gone = self.tracker.take_changes(self.max_rows_per_flush)
         return self._write(changed, gone, now)
+
+    def _refresh_ages(self, now: float) -> None:
+        written = self._written
+        limit = now - self.age_refresh
+        mark = self.tracker.mark
+        budget = self.max_refresh_per_flush
+        while written and written[0][0] <= limit and budget:
+            at, conn = written.popleft()
+            if conn.alive and conn.written_at == at:  # its latest write: due for a refresh
+                mark(conn)
+                budget -= 1
 
     def _write(self, changed: list, gone: list, now: float) -> int:
         if not changed and not gone:
@@ -86,6 +110,8 @@ class ConnectionTable:
                 if attribution:
                     row.update(attribution)
                 state.upsert(CONNECTIONS_PATH, conn.key, row)
+                conn.written_at = now
+                self._written.append((now, conn))
         self.rows_written += len(changed)
         self.rows_deleted += len(gone)
         return len(changed) + len(gone)

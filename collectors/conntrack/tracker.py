@@ -121,7 +121,8 @@ class Connection:
 
     __slots__ = ("switch", "vlan", "vxlan", "protocol", "src_ip", "dst_ip", "src_port", "dst_port",
                  "encapsulation", "state", "fins", "syn_time", "latency", "first_seen", "last_seen",
-                 "packets", "bytes", "published", "first_text", "attribution", "attributed_at", "dirty", "alive")
+                 "packets", "bytes", "published", "first_text", "attribution", "attributed_at", "dirty", "alive",
+                 "written_at")
 
     def __init__(self, switch: str, vlan: int, vxlan: int, protocol: int, src_ip: str, dst_ip: str,
                  src_port: int, dst_port: int, encapsulation: str, t: float) -> None:
@@ -148,6 +149,7 @@ class Connection:
         self.attributed_at = 0.0
         self.dirty = False  # queued for the next take_changes
         self.alive = True  # still in the table
+        self.written_at = 0.0  # when the row was last written (ConnectionTable)
 
     @property
     def key(self) -> tuple:
@@ -333,6 +335,12 @@ class ConnectionTracker:
                     del self._closing[ident]
                     self._mark(conn)
         return removed
+
+    def mark(self, conn: Connection) -> None:
+        """Queue an entry for the next take_changes (e.g. to refresh its age)."""
+        if conn.alive and not conn.dirty:
+            conn.dirty = True
+            self._dirty.append(conn)
 
     def _mark(self, conn: Connection) -> None:
         if not conn.dirty:

@@ -191,3 +191,18 @@ async def test_unknown_pod_is_retried_later(ds):
     feed(table.tracker, udp_frame(C, S, 5000, 53), 10.0)
     table.flush(10.1)
     assert rows(ds)[(0, 0, C, S, 5000, 53, 17)]["src-pod"] == "late-pod"
+
+
+async def test_quiet_rows_get_their_age_refreshed(ds):
+    table = ConnectionTable(ds, age_refresh=30.0, max_refresh_per_flush=1)
+    await configure(ds, table)
+    feed(table.tracker, udp_frame(C, S, 5000, 53), 100.0)
+    feed(table.tracker, udp_frame(C, S, 5001, 53), 100.0)
+    table.flush(100.1)
+    assert {r["age"] for r in rows(ds).values()} == {0}
+    table.flush(120.0)
+    assert {r["age"] for r in rows(ds).values()} == {0}  # not due yet
+    table.flush(131.0)  # due: one row a flush
+    assert sorted(r["age"] for r in rows(ds).values()) == [0, 31]
+    table.flush(132.5)
+    assert sorted(r["age"] for r in rows(ds).values()) == [31, 32]
