@@ -1,0 +1,398 @@
+"""The time machine: every pod, vPort, service and CNI version with its validity interval.
+
+Each record is one version of one thing, valid over ``[valid_from, valid_to)``
+(``valid_to`` is :data:`OPEN_END` while the version is current):
+
+========  ==================  ============  =====================  ===========================
+kind      key                 member        data                   closed when
+========  ==================  ============  =====================  ===========================
+pod       pod IP              pod UID       pod summary            pod deleted, finished
+                                                                   (Succeeded/Failed), IP lost
+vport     pod IP              ""            the vPort row          vPort removed
+member    "ns/service"        "ns/pod@ip"   {pod, ip, node}        endpoint not ready / gone
+service   "ns/service"        ""            the service row        service deleted
+cni       ""                  ""            the k8s/cni row        detection changes
+========  ==================  ============  =====================  ===========================
+
+Writers call :meth:`HistoryStore.set` (open or replace a version),
+:meth:`HistoryStore.end` (close it) and :meth:`HistoryStore.sync` (make a
+kind's open records equal to a full snapshot, after a list).  Writes are
+buffered and committed by :meth:`flush` in one transaction (the manager
+flushes every few hundred milliseconds, every query flushes first), so the
+watch path never waits on the disk.
+
+The store is SQLite (WAL) under the agent's data directory.  The interface
+is deliberately small so a server database can replace it: the faces only
+use the query methods (``pod_at``, ``pods_at``, ``service_backends``,
+``service_backends_between``, ``vports_at``, ``services_at``, ``cni_at``,
+``changes``).
+
+Indexes keep queries flat as history grows: ``(kind, key, valid_from)``
+answers "who held IP X at T" and "backends of S at T"; an R*Tree over
+``(kind, valid_from, valid_to)`` answers "the whole vPort table at T" as a
+stabbing query; ``valid_from`` and ``valid_to`` indexes serve ``changes``.
+The R*Tree stores 32-bit floats rounded outward, so it only pre-selects;
+exact bounds are re-checked on the main table.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Mapping
+
+__all__ = ["HistoryStore", "OPEN_END", "KINDS", "to_epoch"]
+
+log = logging.getLogger(__name__)
+
+OPEN_END = 1e12  # valid_to of a current version (year 33658)
+KINDS = ("pod", "vport", "member", "service", "cni")
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+VOLATILE = frozenset({"last-seen"})  # leaves that change without making a new version
+
+_ROW_PATHS = {
+    "vport": "/kubefabric-vport:vports/vport",
+    "service": "/kubefabric-k8s:k8s/service",
+    "cni": "/kubefabric-k8s:k8s/cni",
+}
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS record (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    data TEXT NOT NULL,
+    valid_from REAL NOT NULL,
+    valid_to REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS record_by_key ON record(kind, key, valid_from);
+CREATE UNIQUE INDEX IF NOT EXISTS record_open ON record(kind, cluster, key, member) WHERE valid_to = {OPEN_END!r};
+CREATE INDEX IF NOT EXISTS record_by_from ON record(valid_from);
+CREATE INDEX IF NOT EXISTS record_by_to ON record(valid_to);
+CREATE VIRTUAL TABLE IF NOT EXISTS record_span USING rtree(id, k0, k1, t0, t1);
+"""
+
+
+def to_epoch(t: float | int | datetime | str | None) -> float:
+    """Epoch seconds from a float, an aware datetime or an RFC 3339 string; None -> now."""
+    if t is None:
+        return time.time()
+    if isinstance(t, (int, float)):
+        return float(t)
+    if isinstance(t, datetime):
+        return t.timestamp()
+    return datetime.fromisoformat(str(t).replace("Z", "+00:00")).timestamp()
+
+
+def _stable(data: Mapping) -> str:
+    return json.dumps({k: v for k, v in data.items() if k not in VOLATILE}, sort_keys=True, separators=(",", ":"))
+
+
+class HistoryStore:
+    """SQLite-backed history of pods, vPorts, service membership, services and CNI.
+
+    ``HistoryStore(path, retention_days=30)``; ``path`` may be ``":memory:"``.
+    Times are epoch seconds (float), an aware ``datetime`` or RFC 3339 text.
+    """
+
+    def __init__(self, path: str | Path, retention_days: float = 30.0) -> None:
+        self.path = str(path)
+        self.retention_days = float(retention_days)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        # (kind, cluster, key, member) -> hash of the open version's stable JSON
+        self._open: dict[tuple[str, str, str, str], int] = {}
+        self._pending: list[tuple] = []
+        for kind, cluster, key, member, data in self._db.execute(
+            f"SELECT kind, cluster, key, member, data FROM record WHERE valid_to = {OPEN_END!r}"
+        ):
+            self._open[(kind, cluster, key, member)] = hash(_stable(json.loads(data)))
+
+    # ------------------------------------------------------------------ writing
+
+    def set(self, kind: str, cluster: str, key: str, member: str, data: Mapping, t: float | None = None) -> bool:
+        """Make ``data`` the current version; returns True when a new version was opened.
+
+        Only leaves outside :data:`VOLATILE` decide whether the version changed.
+        """
+        ident = (kind, cluster, key, member)
+        stable = _stable(data)
+        digest = hash(stable)
+        previous = self._open.get(ident)
+        if previous == digest:
+            return False
+        ts = to_epoch(t)
+        if previous is not None:
+            self._pending.append(("close", ident, ts))
+        self._open[ident] = digest
+        self._pending.append(("open", ident, ts, json.dumps(data, separators=(",", ":"))))
+        return True
+
+    def end(self, kind: str, cluster: str, key: str, member: str, t: float | None = None) -> bool:
+        """Close the current version, if any; returns True when one was closed."""
+        ident = (kind, cluster, key, member)
+        if self._open.pop(ident, None) is None:
+            return False
+        self._pending.append(("close", ident, to_epoch(t)))
+        return True
+
+    def is_open(self, kind: str, cluster: str, key: str, member: str = "") -> bool:
+        """Whether a current version exists for this identity."""
+        return (kind, cluster, key, member) in self._open
+
+    def sync(self, kind: str, cluster: str, current: Mapping[tuple[str, str], Mapping], t: float | None = None) -> None:
+        """Make the open ``kind`` records of ``cluster`` exactly ``current`` ((key, member) -> data)."""
+        ts = to_epoch(t)
+        for (key, member), data in current.items():
+            self.set(kind, cluster, key, member, data, ts)
+        stale = [i for i in self._open if i[0] == kind and i[1] == cluster and (i[2], i[3]) not in current]
+        for ident in stale:
+            self.end(*ident, ts)
+
+    def end_cluster(self, cluster: str, t: float | None = None) -> int:
+        """Close every open record of a cluster (its connection was deleted)."""
+        ts = to_epoch(t)
+        idents = [i for i in self._open if i[1] == cluster]
+        for ident in idents:
+            self.end(*ident, ts)
+        return len(idents)
+
+    def open_members(self, kind: str, cluster: str) -> list[tuple[str, str]]:
+        """(key, member) of the open records of a kind in a cluster."""
+        return [(i[2], i[3]) for i in self._open if i[0] == kind and i[1] == cluster]
+
+    @property
+    def pending(self) -> int:
+        """Buffered operations not yet committed."""
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Commit buffered operations in one transaction; returns how many."""
+        if not self._pending:
+            return 0
+        ops, self._pending = self._pending, []
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for op in ops:
+                if op[0] == "open":
+                    _, (kind, cluster, key, member), ts, data = op
+                    cur = db.execute(
+                        "INSERT INTO record(kind, cluster, key, member, data, valid_from, valid_to) VALUES (?,?,?,?,?,?,?)",
+                        (kind, cluster, key, member, data, ts, OPEN_END),
+                    )
+                    code = _KIND_CODE[kind]
+                    db.execute("INSERT INTO record_span(id, k0, k1, t0, t1) VALUES (?,?,?,?,?)",
+                               (cur.lastrowid, code, code, ts, OPEN_END))
+                else:
+                    _, (kind, cluster, key, member), ts = op
+                    row = db.execute(
+                        f"SELECT id, valid_from FROM record WHERE kind=? AND cluster=? AND key=? AND member=? AND valid_to = {OPEN_END!r}",
+                        (kind, cluster, key, member),
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    end = max(ts, row[1])
+                    db.execute("UPDATE record SET valid_to=? WHERE id=?", (end, row[0]))
+                    db.execute("UPDATE record_span SET t1=? WHERE id=?", (end, row[0]))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(ops)
+
+    def enforce_retention(self, now: float | None = None, batch: int = 20000) -> int:
+        """Delete versions that closed before ``now - retention_days``; returns rows deleted.
+
+        Works in batches of ``batch`` rows per transaction so a large purge
+        never holds the database for long.
+        """
+        self.flush()
+        horizon = to_epoch(now) - self.retention_days * 86400.0
+        total = 0
+        while True:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM record WHERE valid_to < ? LIMIT ?", (horizon, batch))]
+            if not ids:
+                return total
+            marks = ",".join("?" * len(ids))
+            self._db.execute("BEGIN")
+            self._db.execute(f"DELETE FROM record WHERE id IN ({marks})", ids)
+            self._db.execute(f"DELETE FROM record_span WHERE id IN ({marks})", ids)
+            self._db.execute("COMMIT")
+            total += len(ids)
+
+    def count(self, kind: str | None = None) -> int:
+        """Records stored (all versions, open and closed)."""
+        self.flush()
+        if kind is None:
+            return self._db.execute("SELECT count(*) FROM record").fetchone()[0]
+        return self._db.execute("SELECT count(*) FROM record WHERE kind=?", (kind,)).fetchone()[0]
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        try:
+            self.flush()
+        finally:
+            self._db.close()
+
+    # ------------------------------------------------------------------ queries
+
+    def pods_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> list[dict]:
+        """Every pod holding ``ip`` at ``t`` (several only for host-network pods or clusters sharing a range)."""
+        self.flush()
+        ts = to_epoch(t)
+        sql = ("SELECT cluster, member, data, valid_from, valid_to FROM record "
+               "WHERE kind='pod' AND key=? AND valid_from <= ? AND valid_to > ?")
+        args: list = [ip, ts, ts]
+        if cluster is not None:
+            sql += " AND cluster=?"
+            args.append(cluster)
+        rows = [self._decode(r) for r in self._db.execute(sql, args)]
+        rows.sort(key=lambda r: (bool(r.get("host-network")), -r["valid_from"]))
+        return rows
+
+    def pod_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> dict | None:
+        """The pod that held ``ip`` at ``t``: a dict with cluster, namespace, name, uid, node,
+        phase, labels, host-network, valid_from, valid_to (None while current); or None.
+
+        When several pods claim the address, a pod with its own IP wins over
+        host-network pods, then the most recent claim wins.
+        """
+        rows = self.pods_at(ip, t, cluster)
+        return rows[0] if rows else None
+
+    def service_backends(self, cluster: str, namespace: str, name: str, t: float | datetime | str | None = None) -> list[str]:
+        """Ready backends ("ns/pod@ip") of a service at ``t``, sorted."""
+        self.flush()
+        ts = to_epoch(t)
+        rows = self._db.execute(
+            "SELECT member FROM record WHERE kind='member' AND key=? AND valid_from <= ? AND valid_to > ? AND cluster=?",
+            (f"{namespace}/{name}", ts, ts, cluster),
+        )
+        return sorted({r[0] for r in rows})
+
+    def service_backends_between(self, cluster: str, namespace: str, name: str,
+                                 t1: float | datetime | str, t2: float | datetime | str) -> list[dict]:
+        """Backends that served the service at any time in ``[t1, t2)``:
+        dicts {member, pod, ip, node, valid_from, valid_to}, ordered by valid_from."""
+        self.flush()
+        a, b = to_epoch(t1), to_epoch(t2)
+        rows = self._db.execute(
+            "SELECT cluster, member, data, valid_from, valid_to FROM record "
+            "WHERE kind='member' AND key=? AND valid_from < ? AND valid_to > ? AND cluster=? ORDER BY valid_from",
+            (f"{namespace}/{name}", b, a, cluster),
+        )
+        out = []
+        for row in rows:
+            rec = self._decode(row)
+            rec["member"] = row[1]
+            out.append(rec)
+        return out
+
+    def vports_at(self, t: float | datetime | str | None = None, cluster: str | None = None) -> dict[str, dict]:
+        """The vPort table as it was at ``t``: {ip: row}, rows as the live table holds them."""
+        return {key: row for _, key, row in self._rows_at("vport", t, cluster)}
+
+    def services_at(self, t: float | datetime | str | None = None, cluster: str | None = None) -> dict[tuple, dict]:
+        """Service rows at ``t``: {(cluster, namespace, name): row}."""
+        out = {}
+        for clus, key, row in self._rows_at("service", t, cluster):
+            ns, _, name = key.partition("/")
+            out[(clus, ns, name)] = row
+        return out
+
+    def cni_at(self, cluster: str, t: float | datetime | str | None = None) -> dict | None:
+        """The k8s/cni row of a cluster at ``t``, or None."""
+        self.flush()
+        ts = to_epoch(t)
+        row = self._db.execute(
+            "SELECT data FROM record WHERE kind='cni' AND key='' AND cluster=? AND valid_from <= ? AND valid_to > ? "
+            "ORDER BY valid_from DESC LIMIT 1", (cluster, ts, ts)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def changes(self, start: float | datetime | str, end: float | datetime | str | None = None,
+                kinds: Iterable[str] | None = None, cluster: str | None = None,
+                limit: int | None = None) -> list[dict]:
+        """Every version opened or closed in ``[start, end)``, in time order.
+
+        Each change is {time, op, kind, cluster, key, member, data, path, keys}:
+        ``op`` is "update" when a version opened and "delete" when one closed
+        without a successor at the same instant.  ``path``/``keys`` name the
+        datastore node for row kinds (vport, service, cni) and are None for
+        pod and member records.
+        """
+        self.flush()
+        a, b = to_epoch(start), to_epoch(end)
+        wanted = tuple(kinds) if kinds else KINDS
+        marks = ",".join("?" * len(wanted))
+        extra, args = "", []
+        if cluster is not None:
+            extra, args = " AND cluster=?", [cluster]
+        opened = self._db.execute(
+            f"SELECT kind, cluster, key, member, data, valid_from FROM record "
+            f"WHERE valid_from >= ? AND valid_from < ? AND kind IN ({marks}){extra}", [a, b, *wanted, *args]).fetchall()
+        closed = self._db.execute(
+            f"SELECT kind, cluster, key, member, data, valid_to FROM record "
+            f"WHERE valid_to >= ? AND valid_to < ? AND kind IN ({marks}){extra}", [a, b, *wanted, *args]).fetchall()
+        reopened = {(r[0], r[1], r[2], r[3], r[5]) for r in opened}
+        events = []
+        for kind, clus, key, member, data, ts in opened:
+            events.append((ts, 1, "update", kind, clus, key, member, data))
+        for kind, clus, key, member, data, ts in closed:
+            if (kind, clus, key, member, ts) not in reopened:
+                events.append((ts, 0, "delete", kind, clus, key, member, data))
+        events.sort(key=lambda e: (e[0], e[1]))
+        if limit is not None:
+            events = events[:limit]
+        out = []
+        for ts, _, op, kind, clus, key, member, data in events:
+            out.append({
+                "time": ts, "op": op, "kind": kind, "cluster": clus, "key": key, "member": member,
+                "data": json.loads(data), "path": _ROW_PATHS.get(kind), "keys": self._row_keys(kind, clus, key),
+            })
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _row_keys(kind: str, cluster: str, key: str) -> tuple | None:
+        if kind == "vport":
+            return (key,)
+        if kind == "cni":
+            return (cluster,)
+        if kind == "service":
+            ns, _, name = key.partition("/")
+            return (cluster, ns, name)
+        return None
+
+    def _rows_at(self, kind: str, t, cluster: str | None) -> list[tuple[str, str, dict]]:
+        self.flush()
+        ts = to_epoch(t)
+        code = _KIND_CODE[kind]
+        sql = ("SELECT r.cluster, r.key, r.data FROM record_span s JOIN record r ON r.id = s.id "
+               "WHERE s.k0 <= ? AND s.k1 >= ? AND s.t0 <= ? AND s.t1 > ? "
+               "AND r.valid_from <= ? AND r.valid_to > ? AND r.kind = ?")
+        args: list = [code, code, ts, ts, ts, ts, kind]
+        if cluster is not None:
+            sql += " AND r.cluster = ?"
+            args.append(cluster)
+        return [(c, k, json.loads(d)) for c, k, d in self._db.execute(sql, args)]
+
+    @staticmethod
+    def _decode(row: tuple) -> dict:
+        cluster, _member, data, valid_from, valid_to = row
+        rec = json.loads(data)
+        rec["cluster"] = cluster
+        rec["valid_from"] = valid_from
+        rec["valid_to"] = None if valid_to >= OPEN_END else valid_to
+        return rec

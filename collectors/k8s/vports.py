@@ -1,0 +1,192 @@
+"""Pods -> vPort rows (Netvisor's vport-show), and who owns a contested IP.
+
+The vPort table is built from the API, not from traffic, so ``mac`` and
+``vlan`` are the dummies Netvisor shows: VLAN 4090 and a MAC in
+``88:88:88:xx:xx:xx`` whose last three bytes are the low 24 bits of the pod
+IP (unique inside any /8, so inside any realistic pod network, and
+readable: 10.244.1.5 -> 88:88:88:f4:01:05).
+
+One row per pod IP (``status.podIPs``, so two for a dual-stack pod).  A pod
+holds its IPs only while it is not finished: Succeeded/Failed pods keep
+``podIPs`` in the API but the CNI has released the address, which a new pod
+may already use.
+
+The vPort key is the IP alone, so two pods can claim the same key: a
+host-network pod shares its node's IP with every other host-network pod on
+that node, an IP is reused while the old pod is still terminating, two
+clusters may use the same pod range.  :class:`IpTable` keeps every claim and
+shows the best one; when it goes, the next best comes back:
+
+1. a pod not being deleted beats one with ``deletionTimestamp``;
+2. a pod with its own IP beats host-network pods;
+3. Running beats Pending beats Unknown;
+4. the most recently created pod, then the latest claim, wins.
+
+``svc-name`` (the cluster name) tells which cluster a row came from.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+__all__ = ["VPORT_VLAN", "VPORT_STATUS", "TERMINAL_PHASES", "PodView", "Claim", "IpTable",
+           "dummy_mac", "pod_view", "rfc3339", "parse_k8s_time"]
+
+VPORT_VLAN = 4090
+VPORT_STATUS = "host,pod,k8s"
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+_PHASE_RANK = {"Running": 3, "Pending": 2, "Unknown": 1}
+
+
+def dummy_mac(ip: str) -> str:
+    """``88:88:88`` + the low 24 bits of the address."""
+    low = int(ipaddress.ip_address(ip)) & 0xFFFFFF
+    return f"88:88:88:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}"
+
+
+def rfc3339(t: float) -> str:
+    """Epoch seconds -> ``2026-11-22T12:00:00.123Z`` (yang:date-and-time)."""
+    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_k8s_time(text: str | None) -> float | None:
+    """Kubernetes ``2026-11-22T12:00:00Z`` -> epoch seconds; None when absent or malformed."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class PodView:
+    """The few fields of a pod the vPort table and the time machine need (not the whole object)."""
+
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    phase: str
+    labels: str
+    host_network: bool
+    node_ip: str
+    ips: tuple[str, ...]
+    created: float
+    start: float | None
+    deleting: bool
+
+    @property
+    def holds_ips(self) -> bool:
+        """Whether the pod currently owns its IPs (not finished)."""
+        return self.phase not in TERMINAL_PHASES
+
+    def summary(self) -> dict:
+        """The time machine's pod record."""
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid, "node": self.node,
+                "phase": self.phase, "labels": self.labels, "host-network": self.host_network,
+                "node-ip": self.node_ip}
+
+
+def pod_view(pod: Mapping) -> PodView:
+    """Extract a :class:`PodView` from a raw Pod object."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    ips = tuple(str(p["ip"]) for p in (status.get("podIPs") or []) if isinstance(p, Mapping) and p.get("ip"))
+    if not ips and status.get("podIP"):
+        ips = (str(status["podIP"]),)
+    labels = meta.get("labels") or {}
+    return PodView(
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        uid=str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"),
+        node=str(spec.get("nodeName") or ""),
+        phase=str(status.get("phase") or "Unknown"),
+        labels=",".join(f"{k}:{v}" for k, v in sorted(labels.items())),
+        host_network=bool(spec.get("hostNetwork")),
+        node_ip=str(status.get("hostIP") or ""),
+        ips=ips,
+        created=parse_k8s_time(meta.get("creationTimestamp")) or 0.0,
+        start=parse_k8s_time(status.get("startTime")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+@dataclass(slots=True)
+class Claim:
+    """One pod's claim on one IP, with the vPort bookkeeping."""
+
+    cluster: str
+    pod: PodView
+    first_seen: float
+    last_seen: float
+    seq: int = 0
+
+    def rank(self) -> tuple:
+        p = self.pod
+        return (not p.deleting, not p.host_network, _PHASE_RANK.get(p.phase, 0), p.created, self.seq)
+
+    def row(self, ip: str, owner: str) -> dict:
+        """The vPort row for this claim."""
+        p = self.pod
+        return {
+            "ip": ip, "owner": owner, "mac": dummy_mac(ip), "vlan": VPORT_VLAN, "svc-name": self.cluster,
+            "hostname": p.node, "entity": p.name, "power": p.phase, "portgroup": p.labels,
+            "status": VPORT_STATUS, "namespace": p.namespace, "node-ip": p.node_ip,
+            "host-network": p.host_network, "first-seen": rfc3339(self.first_seen),
+            "last-seen": rfc3339(self.last_seen),
+        }
+
+
+class IpTable:
+    """Every claim on every IP across all clusters; :meth:`winner` is what the vPort table shows."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, dict[tuple[str, str], Claim]] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+    def claim(self, ip: str, cluster: str, pod: PodView, now: float | None = None,
+              first_seen: float | None = None) -> Claim:
+        """Add or refresh a pod's claim on ``ip``."""
+        now = time.time() if now is None else now
+        claims = self._claims.setdefault(ip, {})
+        key = (cluster, pod.uid)
+        existing = claims.get(key)
+        if existing is not None:
+            existing.pod = pod
+            existing.last_seen = now
+            return existing
+        self._seq += 1
+        claim = Claim(cluster, pod, first_seen if first_seen is not None else now, now, self._seq)
+        claims[key] = claim
+        return claim
+
+    def release(self, ip: str, cluster: str, uid: str) -> bool:
+        """Drop a claim; returns True when it existed."""
+        claims = self._claims.get(ip)
+        if not claims or claims.pop((cluster, uid), None) is None:
+            return False
+        if not claims:
+            del self._claims[ip]
+        return True
+
+    def winner(self, ip: str) -> Claim | None:
+        """The claim the vPort table shows for ``ip``, or None."""
+        claims = self._claims.get(ip)
+        if not claims:
+            return None
+        if len(claims) == 1:
+            return next(iter(claims.values()))
+        return max(claims.values(), key=Claim.rank)
+
+    def ips_of(self, cluster: str) -> list[str]:
+        """IPs with at least one claim from ``cluster``."""
+        return [ip for ip, claims in self._claims.items() if any(k[0] == cluster for k in claims)]

@@ -1,0 +1,70 @@
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, strategies as st
+
+from collectors.k8s.timefilters import TimeFilterError, parse_duration, parse_time, parse_window
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("1d2h3m4s", 93784), ("30m", 1800), ("45s", 45), ("2h", 7200), ("1d", 86400), ("90", 90), ("1h30m", 5400),
+    ("0s", 0), ("1.5s", 1.5),
+])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "1x", "2h1d", "-5m", "1 h", "d"])
+def test_bad_durations(bad):
+    with pytest.raises(TimeFilterError):
+        parse_duration(bad)
+
+
+def test_times_are_utc():
+    assert parse_time("2026-11-22T12:00:00") == NOW
+    assert parse_time("2026-11-22T12:00:00Z") == NOW
+    assert parse_time("2026-11-22T13:00:00+01:00") == NOW
+    with pytest.raises(TimeFilterError):
+        parse_time("22/11/2026 12:00")
+
+
+@pytest.mark.parametrize("filters, window", [
+    ({"start-time": "2026-11-22T10:00:00", "end-time": "2026-11-22T11:00:00"}, (ts("2026-11-22T10:00:00"), ts("2026-11-22T11:00:00"))),
+    ({"start-time": "2026-11-22T10:00:00", "duration": "30m"}, (ts("2026-11-22T10:00:00"), ts("2026-11-22T10:30:00"))),
+    ({"end-time": "2026-11-22T11:00:00", "duration": "1h"}, (ts("2026-11-22T10:00:00"), ts("2026-11-22T11:00:00"))),
+    ({"start-time": "2026-11-22T10:00:00"}, (ts("2026-11-22T10:00:00"), NOW)),
+    ({"end-time": "2026-11-22T10:00:00"}, (0.0, ts("2026-11-22T10:00:00"))),
+    ({"duration": "2h"}, (NOW - 7200, NOW)),
+    ({"within-last": "1d"}, (NOW - 86400, NOW)),
+    ({"older-than": "1h"}, (0.0, NOW - 3600)),
+    ({"within-last": "1d", "older-than": "1h"}, (NOW - 86400, NOW - 3600)),
+    ({}, (0.0, NOW)),
+    ({"cluster-name": "k8s01", "within-last": None, "start-time": ""}, (0.0, NOW)),
+])
+def test_windows(filters, window):
+    assert parse_window(filters, now=NOW) == window
+
+
+@pytest.mark.parametrize("filters", [
+    {"start-time": "2026-11-22T10:00:00", "end-time": "2026-11-22T11:00:00", "duration": "1h"},
+    {"start-time": "2026-11-22T10:00:00", "within-last": "1h"},
+    {"end-time": "2026-11-22T10:00:00", "older-than": "1h"},
+    {"duration": "1h", "within-last": "2h"},
+    {"start-time": "2026-11-22T11:00:00", "end-time": "2026-11-22T10:00:00"},
+    {"within-last": "1h", "older-than": "2h"},
+])
+def test_conflicting_filters(filters):
+    with pytest.raises(TimeFilterError):
+        parse_window(filters, now=NOW)
+
+
+@given(st.integers(0, 30), st.integers(0, 23), st.integers(0, 59), st.integers(0, 59))
+def test_duration_roundtrip(d, h, m, s):
+    text = "".join(f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if v) or "0s"
+    assert parse_duration(text) == d * 86400 + h * 3600 + m * 60 + s
