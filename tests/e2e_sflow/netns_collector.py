@@ -3,10 +3,18 @@
     python -m tests.e2e_sflow.netns_collector SETUP.json
 
 SETUP holds {addr, data_dir, out, vports: {ip: [pod, namespace]}, cluster,
-workers}.  The process enables connection statistics, declares the
-cluster with overlay-vxlan-analytics, writes the vPort rows, starts the
-collector, prints "ready PORT" and then every 0.3 s writes the connection
-table and statistics to ``out`` (JSON, atomically) until SIGTERM.
+workers, fake_cluster}.  The process enables connection statistics and
+declares the cluster with overlay-vxlan-analytics, then either
+
+* writes the vPort rows itself (``fake_cluster`` false: attribution from the
+  live vPort table), or
+* starts a fake Kubernetes API server (sim.k8s_apiserver, Flannel VXLAN
+  scenario) holding those pods and a ClusterIP service ``web`` in front of
+  the pods labelled app=web, and the real K8sManager watching it
+  (attribution from ``ds.history``, the time machine, and the service rows);
+
+starts the collector, prints "ready PORT" and then every 0.3 s writes the
+connection table and statistics to ``out`` (JSON, atomically) until SIGTERM.
 """
 from __future__ import annotations
 
@@ -30,17 +38,46 @@ async def main(setup: dict) -> None:
     ds = Datastore("e2e", data_dir, EmbeddedFabricStore(data_dir, "e2e"))
     await ds.start()
     cluster = setup["cluster"]
+    fake = setup.get("fake_cluster", False)
+    server = manager = None
+    kubeconfig = "/nonexistent/kubeconfig"
+    if fake:
+        from collectors.k8s.manager import K8sManager
+        from sim.k8s_apiserver import FakeApiServer
+
+        server = FakeApiServer(bookmark_interval=0.5)
+        server.load_scenario("flannel-vxlan", nodes=2)
+        for index, (ip, (pod, namespace)) in enumerate(setup["vports"].items()):
+            server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            app = pod.rsplit("-", 1)[0]
+            server.add_pod(pod, namespace, ip=ip, node=server.node_names[index % 2], labels={"app": app})
+        for namespace in {ns for _, ns in setup["vports"].values()}:
+            server.add_service("web", namespace, selector={"app": "web"}, port=80, target_port=8080)
+        await server.start()
+        kubeconfig = str(server.write_kubeconfig(data_dir / "kubeconfig", cluster_name=cluster))
+        manager = K8sManager(ds, data_dir / "k8s")
+        await manager.start()
 
     def edit(tree):
         tree["kubefabric-connection:connection-stats-settings"] = {"enable": True, "idle-timeout": 600}
         tree["kubefabric-k8s:k8s"] = {"connection": [{
-            "cluster-name": cluster, "kube-config": "/nonexistent/kubeconfig", "enable": False,
+            "cluster-name": cluster, "kube-config": kubeconfig, "enable": fake,
             "overlay-vxlan-analytics": True}]}
         return tree
 
     await ds.propose(edit, user="e2e", face="test")
-    for ip, (pod, namespace) in setup["vports"].items():
-        ds.state.upsert(VPORT, (ip,), {"entity": pod, "namespace": namespace, "svc-name": cluster})
+    if fake:
+        state = "/kubefabric-k8s:k8s/connection/state"
+        for _ in range(300):
+            if (ds.state.get(state, (cluster,)) or {}).get("status") == "connected" and \
+                    ds.state.entries("/kubefabric-k8s:k8s/service"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise SystemExit(f"fake cluster not connected: {ds.state.get(state, (cluster,))}")
+    else:
+        for ip, (pod, namespace) in setup["vports"].items():
+            ds.state.upsert(VPORT, (ip,), {"entity": pod, "namespace": namespace, "svc-name": cluster})
     collector = SflowCollector(ds, setup["addr"], workers=setup.get("workers", 1), publish_interval=0.1)
     await collector.start()
     print(f"ready {collector.port}", flush=True)
@@ -59,11 +96,17 @@ async def main(setup: dict) -> None:
             "statistics": ds.state.get(STATS_PATH),
             "exporters": [{**row} for row in ds.state.entries(EXPORTER_PATH).values()],
             "tracker": collector.tracker.stats(),
+            "history": ds.history is not None,
+            "vxlan_ports": sorted(collector.vxlan_ports),
         }
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(snapshot))
         os.replace(tmp, out)
     await collector.stop()
+    if manager is not None:
+        await manager.stop()
+    if server is not None:
+        await server.stop()
     await ds.stop()
 
 

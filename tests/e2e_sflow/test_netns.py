@@ -32,7 +32,7 @@ TRAFFIC = Path(__file__).with_name("traffic.py")
 PODS = {
     "10.244.1.2": ["client-flannel", "shop"],
     "10.244.2.3": ["web-0", "shop"],
-    "10.245.1.2": ["client-geneve-less", "batch"],
+    "10.245.1.2": ["client-vxlan", "batch"],
     "10.245.2.3": ["api-0", "batch"],
 }
 
@@ -122,19 +122,22 @@ def _read_line(proc: subprocess.Popen, prefix: str, timeout: float = 20.0) -> st
     raise AssertionError(f"no {prefix!r} line from {proc.args}")
 
 
-def test_pod_connections_across_vxlan_overlays(netns, tmp_path):
+@pytest.mark.parametrize("source", ["vport-table", "fake-cluster"])
+def test_pod_connections_across_vxlan_overlays(netns, tmp_path, source):
+    """Pods named from a vPort table written by hand, or from a fake API server watched by the real
+    K8sManager (time machine and service rows: the web service's backend on 8080)."""
     procs: list[subprocess.Popen] = []
     try:
         port = free_port()
         out = tmp_path / "table.json"
         setup = tmp_path / "setup.json"
         setup.write_text(json.dumps({"addr": f"127.0.0.1:{port}", "data_dir": str(tmp_path / "data"), "out": str(out),
-                                     "vports": PODS, "cluster": "e2e"}))
+                                     "vports": PODS, "cluster": "e2e", "fake_cluster": source == "fake-cluster"}))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         collector = netns.run(netns.s1, sys.executable, "-m", "tests.e2e_sflow.netns_collector", str(setup),
                               stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
         procs.append(collector)
-        _read_line(collector, "ready")
+        _read_line(collector, "ready", timeout=40)
 
         conf = tmp_path / "sfprobe.conf"
         conf.write_text("daemonize: false\npcap_interface: v1\nplugins: sfprobe\n"
@@ -198,6 +201,10 @@ def test_pod_connections_across_vxlan_overlays(netns, tmp_path):
             assert (row["src-pod"], row["dst-pod"], row["dst-namespace"]) == (src_pod, PODS[host][0], PODS[host][1])
             assert row["cluster-name"] == "e2e" and row["switch"] == "10.99.0.1"
             assert row["latency"] >= 0 and row["packets"] >= 8 and row["bytes"] > 600
+            if source == "fake-cluster" and dport == 8080:
+                assert row["service"] == "shop/web"  # web-0 backs shop/web on target port 8080
+        if source == "fake-cluster":
+            assert snapshot()["history"] is True
         assert held_row["src-pod"] == "client-flannel" and held_row["dst-pod"] == "web-0"
 
         # the held connection closes: both FINs sampled
