@@ -44,6 +44,8 @@ BATCH_SECONDS = 0.05
 BATCH_DATAGRAMS = 256
 #: Receive buffer asked for (SO_RCVBUFFORCE as root, else SO_RCVBUF capped by net.core.rmem_max).
 RCVBUF_BYTES = 32 * 1024 * 1024
+#: Python's socket module does not export SO_RCVBUFFORCE; it is 33 on Linux.
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 
 
 def bind_udp(host: str, port: int, reuseport: bool = False, rcvbuf: int = RCVBUF_BYTES) -> socket.socket:
@@ -53,12 +55,11 @@ def bind_udp(host: str, port: int, reuseport: bool = False, rcvbuf: int = RCVBUF
     try:
         if reuseport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        force = getattr(socket, "SO_RCVBUFFORCE", None)
         try:
-            if force is None:
+            if _SO_RCVBUFFORCE is None:
                 raise PermissionError
-            sock.setsockopt(socket.SOL_SOCKET, force, rcvbuf)
-        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, rcvbuf)
+        except OSError:  # no CAP_NET_ADMIN: the kernel caps this at net.core.rmem_max
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.bind((host, port))
         sock.setblocking(False)
