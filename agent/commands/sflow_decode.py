@@ -145,7 +145,7 @@ def _decode_summary(path: str, sflow_ports, vxlan_ports, geneve_port: int) -> di
     started = time.process_time()
     sample_counts = dict.fromkeys(_SAMPLE_KINDS.values(), 0)
     sample_kinds = _SAMPLE_KINDS
-    datagrams = malformed = 0
+    datagrams = malformed = flow_samples = 0
     for payload in iter_sflow_payloads(path, sflow_ports):
         datagram = decode_datagram(payload, vxlan_ports, geneve_port)
         datagrams += 1
@@ -153,13 +153,21 @@ def _decode_summary(path: str, sflow_ports, vxlan_ports, geneve_port: int) -> di
             malformed += 1
             if counts["first_problem"] is None:
                 counts["first_problem"] = datagram.malformed
-        for sample in datagram.samples:
-            sample_counts[sample_kinds.get(type(sample), "other_samples")] += 1
+        flows = 0
         for flow in iter_flows(datagram):
+            flows += 1
             encapsulations[flow.encapsulation] += 1
             if flow.truncated:
                 truncated += 1
+        flow_samples += flows
+        samples = datagram.samples
+        if flows != len(samples):  # iter_flows yields exactly the flow samples: classify only the rest
+            for sample in samples:
+                kind = type(sample)
+                if kind is not FlowSample:
+                    sample_counts[sample_kinds.get(kind, "other_samples")] += 1
     counts["cpu_seconds"] = time.process_time() - started
+    sample_counts["flow_samples"] += flow_samples
     counts.update(sample_counts, datagrams=datagrams, malformed=malformed)
     for name, value in encapsulations.items():
         counts[f"flows_{name}"] = value

@@ -377,7 +377,6 @@ _ETH_IPV4_L4 = struct.Struct(">12xHB5xHxB2x4s4sHH8xH").unpack_from
 # The same after an 8-byte VXLAN header at offset 42: VNI+reserved(+4), ethertype(+20),
 # ver/ihl(+22) frag(+28) proto(+31) src(+34) dst(+38) ports(+42, +44) TCP offset+flags(+54).
 _VXLAN_ETH_IPV4_L4 = struct.Struct(">4xI12xHB5xHxB2x4s4sHH8xH").unpack_from
-_NO_VLANS = ()
 
 
 def fast_parse(header: bytes, vxlan_ports: AbstractSet[int], geneve_port: int) -> ParsedPacket | None:
@@ -393,27 +392,40 @@ def fast_parse(header: bytes, vxlan_ports: AbstractSet[int], geneve_port: int) -
     ethertype, version_ihl, fragment, protocol, src_ip, dst_ip, src_port, dst_port, flags = _ETH_IPV4_L4(header, 0)
     if ethertype != 0x0800 or version_ihl != 0x45 or fragment & 0x1FFF:
         return None
+    # Each result is written out as one tuple display: one allocation, no concatenation.
     if protocol == 6:
-        outer = (_NO_VLANS, 0x0800, 4, src_ip, dst_ip, 6, src_port, dst_port, flags & 0x0FFF, None, None, 0)
-        return _new(ParsedPacket, ("none", None, False, None, None) + outer + _NO_LAYERS)
+        return _new(ParsedPacket, (
+            "none", None, False, None, None,
+            (), 0x0800, 4, src_ip, dst_ip, 6, src_port, dst_port, flags & 0x0FFF, None, None, 0,
+            None, None, None, None, None, None, None, None, None, None, None, None,
+        ))  # fmt: skip
     if protocol != 17:
         return None
-    outer = (_NO_VLANS, 0x0800, 4, src_ip, dst_ip, 17, src_port, dst_port, None, None, None, 0)
     if dst_port not in vxlan_ports:
         if dst_port == geneve_port:
             return None
-        return _new(ParsedPacket, ("none", None, False, None, None) + outer + _NO_LAYERS)
+        return _new(ParsedPacket, (
+            "none", None, False, None, None,
+            (), 0x0800, 4, src_ip, dst_ip, 17, src_port, dst_port, None, None, None, 0,
+            None, None, None, None, None, None, None, None, None, None, None, None,
+        ))  # fmt: skip
     if len(header) < 98:
         return None
-    vni, ethertype, version_ihl, fragment, protocol, src_ip, dst_ip, src_port, dst_port, flags = _VXLAN_ETH_IPV4_L4(
+    vni, ethertype, version_ihl, fragment, protocol, in_src, in_dst, in_sport, in_dport, flags = _VXLAN_ETH_IPV4_L4(
         header, 42
     )
     if ethertype != 0x0800 or version_ihl != 0x45 or fragment & 0x1FFF:
         return None
     if protocol == 6:
-        inner = (_NO_VLANS, 0x0800, 4, src_ip, dst_ip, 6, src_port, dst_port, flags & 0x0FFF, None, None, 0)
-    elif protocol == 17:
-        inner = (_NO_VLANS, 0x0800, 4, src_ip, dst_ip, 17, src_port, dst_port, None, None, None, 0)
-    else:
-        return None
-    return _new(ParsedPacket, ("vxlan", vni >> 8, False, None, None) + outer + inner)
+        return _new(ParsedPacket, (
+            "vxlan", vni >> 8, False, None, None,
+            (), 0x0800, 4, src_ip, dst_ip, 17, src_port, dst_port, None, None, None, 0,
+            (), 0x0800, 4, in_src, in_dst, 6, in_sport, in_dport, flags & 0x0FFF, None, None, 0,
+        ))  # fmt: skip
+    if protocol == 17:
+        return _new(ParsedPacket, (
+            "vxlan", vni >> 8, False, None, None,
+            (), 0x0800, 4, src_ip, dst_ip, 17, src_port, dst_port, None, None, None, 0,
+            (), 0x0800, 4, in_src, in_dst, 17, in_sport, in_dport, None, None, None, 0,
+        ))  # fmt: skip
+    return None

@@ -111,7 +111,14 @@ def test_summary_counts_discards_malformed_and_tunnels(tmp_path):
     capture.write_bytes(
         enc.pcap(
             [
-                enc.datagram([enc.flow_sample([enc.raw_header(geneve)]), enc.flow_sample([enc.raw_header(ipip)])]),
+                enc.datagram(
+                    [
+                        enc.flow_sample([enc.raw_header(geneve)]),
+                        enc.counter_sample([]),
+                        enc.flow_sample([enc.raw_header(ipip)]),
+                        enc.tagged(1, b"", enterprise=9),
+                    ]
+                ),
                 enc.datagram([enc.discard_sample([enc.raw_header(tcp)]), enc.counter_sample([])]),
                 b"\x00\x00\x00\x05garbage",
             ]
@@ -119,8 +126,9 @@ def test_summary_counts_discards_malformed_and_tunnels(tmp_path):
     )
     counts = summary(capture)
     assert (counts["datagrams"], counts["malformed"], counts["discard_samples"], counts["counter_samples"]) == (
-        "3", "1", "1", "1"
+        "3", "1", "1", "2"
     )  # fmt: skip
+    assert (counts["flow_samples"], counts["other_samples"]) == ("2", "1")
     assert (counts["flows_geneve"], counts["flows_ipip"], counts["flows_vxlan"]) == ("1", "1", "0")
     assert "first_problem" in counts
     assert summary("--geneve-port", "6082", capture)["flows_none"] == "1"
