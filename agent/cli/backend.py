@@ -44,8 +44,8 @@ class Backend(Protocol):
     user: str
     node: str
 
-    async def rows(self, table: Table) -> list[dict]:
-        """Every entry of a list (config and state merged)."""
+    async def rows(self, table: Table, config_only: bool = False) -> list[dict]:
+        """Every entry of a list (config and state merged; only configured entries if config_only)."""
 
     async def settings(self, table: Table) -> dict:
         """A container's leaves, defaults included."""
@@ -72,7 +72,10 @@ class DatastoreBackend:
         self.user = user.name
         self.node = ds.node_name
 
-    async def rows(self, table: Table) -> list[dict]:
+    async def rows(self, table: Table, config_only: bool = False) -> list[dict]:
+        if config_only:
+            return [{**values, **dict(zip(table.keys, key))}
+                    for key, values in self.ds.config.flat.get(table.path, {}).items()]
         out = []
         for key, values, ts in self.ds.read(table.path):
             row = dict(values)

@@ -168,7 +168,8 @@ class Engine:
         if cmd.kind == "settings-modify":
             await self.backend.apply(Edit("merge", cmd.table.path, {}, values))
             return
-        existing = {str(r.get(cmd.key)) for r in await self.backend.rows(cmd.table)}
+        # configured entries only: a deleted connection's state may linger until its producer notices
+        existing = {str(r.get(cmd.key)) for r in await self.backend.rows(cmd.table, config_only=True)}
         name = values.pop(cmd.key, None)
         if name is None:  # Netvisor's `k8s-connection-modify create-vport` with a single connection
             if len(existing) != 1:

@@ -59,8 +59,9 @@ class GnmiBackend:
         return self
 
     # -- reading ---------------------------------------------------------------------
-    async def _get(self, path: str) -> list:
-        request = gnmi_pb2.GetRequest(path=[to_path(path)], encoding=JSON_IETF, type=gnmi_pb2.GetRequest.ALL)
+    async def _get(self, path: str, config_only: bool = False) -> list:
+        kind = gnmi_pb2.GetRequest.CONFIG if config_only else gnmi_pb2.GetRequest.ALL
+        request = gnmi_pb2.GetRequest(path=[to_path(path)], encoding=JSON_IETF, type=kind)
         try:
             response = await self._stub.Get(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
@@ -69,8 +70,8 @@ class GnmiBackend:
             raise self._error(exc) from None
         return list(response.notification)
 
-    async def rows(self, table: Table) -> list[dict]:
-        return list(collect_rows(await self._get(table.path), table).values())
+    async def rows(self, table: Table, config_only: bool = False) -> list[dict]:
+        return list(collect_rows(await self._get(table.path, config_only), table).values())
 
     async def settings(self, table: Table) -> dict:
         return collect_container(await self._get(table.path), table)

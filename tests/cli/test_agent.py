@@ -110,5 +110,12 @@ def test_netmiko_against_the_agent(agent):
     finally:
         conn.disconnect()
     # the SSH write went through the same write path: gNMI sees it gone, and the audit log names the face
-    assert cli(agent, "k8s-connection-show")[1] == ""
+    assert cli(agent, "k8s-connection-show", "format", "cluster-name,kube-config", "enable")[1] == ""
     assert "config change by admin via cli" in agent.log()
+
+
+def test_recreate_right_after_delete(agent):
+    """A deleted connection's lingering state never makes a new create look like a duplicate."""
+    for _ in range(2):
+        assert cli(agent, "k8s-connection-create", "cluster-name", "again", "kube-config", "/a") == (0, "", "")
+        assert cli(agent, "k8s-connection-delete", "cluster-name", "again") == (0, "", "")
