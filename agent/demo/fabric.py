@@ -184,23 +184,26 @@ class DemoFabric:
         raise DemoError(f"agent {child.name} not ready after {timeout:.0f}s:\n{child.log_tail()}")
 
     async def _configure(self) -> None:
-        """gNMI Set on leaf1: the k8s connection and connection statistics (the operator's first steps)."""
-        updates = []
-        if self.kubeconfig is not None:
-            updates.append((f"/kubefabric-k8s:k8s/connection[cluster-name={CLUSTER}]", {
-                "cluster-name": CLUSTER, "kube-config": str(self.kubeconfig), "enable": True,
-                "create-vport": True, "overlay-vxlan-analytics": True}))
-        updates.append(("/kubefabric-connection:connection-stats-settings", {"enable": True}))
+        """gNMI Set, as an operator would: the k8s connection on leaf1 (fabric scope, replicated to the
+        others) and connection statistics on every node (node-local)."""
+        from pygnmi.client import gNMIclient
 
-        def set_config() -> None:
-            from pygnmi.client import gNMIclient
+        stats = ("/kubefabric-connection:connection-stats-settings", {"enable": True})
 
-            with gNMIclient(**self.gnmi_kwargs(0)) as gc:
+        def set_config(index: int, updates: list) -> None:
+            with gNMIclient(**self.gnmi_kwargs(index)) as gc:
                 gc.set(update=updates, encoding="json_ietf")
 
-        await asyncio.to_thread(set_config)
-        what = "k8s connection 'sim' (create-vport, overlay-vxlan-analytics) and " if self.kubeconfig else ""
-        self.out(f"configured through gNMI Set on leaf1: {what}connection-stats-settings enable")
+        first = [stats]
+        if self.kubeconfig is not None:
+            first.insert(0, (f"/kubefabric-k8s:k8s/connection[cluster-name={CLUSTER}]", {
+                "cluster-name": CLUSTER, "kube-config": str(self.kubeconfig), "enable": True,
+                "create-vport": True, "overlay-vxlan-analytics": True}))
+        await asyncio.to_thread(set_config, 0, first)
+        await asyncio.gather(*(asyncio.to_thread(set_config, i, [stats]) for i in range(1, len(self.agents))))
+        if self.kubeconfig is not None:
+            self.out(f"gNMI Set on leaf1: k8s connection {CLUSTER!r} with create-vport and overlay-vxlan-analytics")
+        self.out("gNMI Set on leaf1..3: connection-stats-settings enable")
 
     def vport_ips(self, index: int = 0) -> set[str]:
         """The vPort IPs a gNMI Get returns from an agent."""

@@ -90,7 +90,8 @@ function renderSummary(s) {
   sync.textContent = s.fabric["sync-state"] || "unknown";
   sync.className = badgeClass(s.fabric["sync-state"]);
   $("user-name").textContent = "signed in as " + s.user;
-  fillTable("fabric-nodes", s.fabric.nodes, (n) => [n.name, n.state, n.address, n.role, n["last-seen"]],
+  const members = [...s.fabric.nodes].sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  fillTable("fabric-nodes", members, (n) => [n.name, n.state, n.address, n.role, n["last-seen"]],
             [], "no fabric members known yet");
   const cniBy = new Map(s.k8s.cni.map((c) => [c["cluster-name"], c]));
   fillTable("k8s-connections", s.k8s.connections, (c) => {
@@ -101,6 +102,12 @@ function renderSummary(s) {
     return [c["cluster-name"], c.owner, st.status || "", st["api-server"] || "", st["pod-count"], st["service-count"],
       st["node-count"], st.events, cniText, c["overlay-vxlan-analytics"] ? "vxlan analytics" : ""];
   }, [4, 5, 6, 7], "no Kubernetes connection configured (k8s connection-create)");
+  const remote = s.k8s.connections.filter((c) => (c.state || {}).status === "remote");
+  view.remoteNote = remote.length && remote.length === s.k8s.connections.length
+    ? "This node owns no Kubernetes connection: the vPorts, services and history of " +
+      remote.map((c) => c["cluster-name"] + " are kept on " + (c.owner || "its owner")).join(", ") +
+      " (open that node's page)."
+    : "";
   view.historyAvailable = !!(s.history && s.history.available);
   view.historyReason = (s.history && s.history.reason) || "";
   const slider = $("time-slider");
@@ -131,6 +138,7 @@ function renderVports(data) {
     (data.source === "history" ? " at " + data["at-text"] : " (live)");
   if (!groups.size) {
     box.appendChild(el("p", data.source === "history" ? "no vPorts at that time" : "no vPorts yet", "muted"));
+    if (view.remoteNote) box.appendChild(el("p", view.remoteNote, "muted remote-note"));
     return;
   }
   for (const host of [...groups.keys()].sort()) {
@@ -169,10 +177,15 @@ function renderServices(data) {
 function stateClass(state) {
   if (state === "established") return "established";
   if (state === "syn" || state === "syn-ack") return "syn";
-  if (state === "fin" || state === "rst" || state === "closed") return "closing";
+  if (state === "rst") return "reset";
+  if (state === "fin" || state === "closed") return "closing";
   return "active";
 }
-const STATE_COLOR = { established: "#1f9d55", syn: "#d69e2e", closing: "#c53030", active: "#3182ce" };
+const STATE_COLOR = { established: "#1f9d55", syn: "#d69e2e", reset: "#c53030", closing: "#a0aec0", active: "#3182ce" };
+const STATE_RANK = { established: 4, syn: 3, active: 2, reset: 1, closing: 0 };
+
+// "ns/app-5d8f7c9b6d-x2k4q" -> "ns/app-x2k4q": a Deployment's pod without its ReplicaSet hash
+function shortPod(name) { return name.replace(/-[a-z0-9]{8,10}-([a-z0-9]{5})$/, "-$1"); }
 
 function endpointName(ip, pod, ns) {
   if (pod) return (ns ? ns + "/" : "") + pod;
@@ -189,7 +202,7 @@ function renderConnections(data, summary) {
   } else {
     note.textContent = "";
   }
-  fillTable("talkers", data.connections, (c) => [
+  fillTable("talkers", data.connections.slice(0, 20), (c) => [
     endpointName(c["src-ip"], c["src-pod"], c["src-namespace"]) + " (" + c["src-ip"] + ":" + c["src-port"] + ")",
     endpointName(c["dst-ip"], c["dst-pod"], c["dst-namespace"]) + " (" + c["dst-ip"] + ")",
     c["dst-port"], c.protocol === 6 ? "tcp" : c.protocol === 17 ? "udp" : c.protocol, c["cur-state"] || "",
@@ -208,13 +221,13 @@ function drawGraph(conns) {
   for (const c of conns) {
     const a = endpointName(c["src-ip"], c["src-pod"], c["src-namespace"]);
     const b = endpointName(c["dst-ip"], c["dst-pod"], c["dst-namespace"]);
-    if (!pods.has(a)) pods.set(a, { host: view.hostOfIp.get(c["src-ip"]) || "outside the vPort table", ip: c["src-ip"] });
-    if (!pods.has(b)) pods.set(b, { host: view.hostOfIp.get(c["dst-ip"]) || "outside the vPort table", ip: c["dst-ip"] });
+    if (!pods.has(a)) pods.set(a, { host: view.hostOfIp.get(c["src-ip"]) || "not in the vPort table", ip: c["src-ip"] });
+    if (!pods.has(b)) pods.set(b, { host: view.hostOfIp.get(c["dst-ip"]) || "not in the vPort table", ip: c["dst-ip"] });
     const key = a + "\u2192" + b;
     const e = edges.get(key) || { a, b, bytes: 0, n: 0, state: c["cur-state"], latency: c.latency, port: c["dst-port"] };
     e.bytes += c.bytes || 0;
     e.n += 1;
-    if (stateClass(c["cur-state"]) === "established") e.state = c["cur-state"];
+    if (STATE_RANK[stateClass(c["cur-state"])] > STATE_RANK[stateClass(e.state)]) e.state = c["cur-state"];
     if (c.latency !== undefined && (e.latency === undefined || c.latency > e.latency)) e.latency = c.latency;
     edges.set(key, e);
   }
@@ -252,7 +265,8 @@ function drawGraph(conns) {
   for (const [name, p] of pos) {
     const node = svg("g", { class: "pod", transform: `translate(${p.x},${p.y})` });
     node.appendChild(svg("circle", { r: 7, fill: "#243b53" }));
-    node.appendChild(svg("text", { x: 10, y: 4 }, name.length > 34 ? name.slice(0, 33) + "\u2026" : name));
+    const label = shortPod(name);
+    node.appendChild(svg("text", { x: 10, y: 4 }, label.length > 30 ? label.slice(0, 29) + "\u2026" : label));
     node.appendChild(svg("title", {}, `${name} ${pods.get(name).ip}`));
     g.appendChild(node);
   }
