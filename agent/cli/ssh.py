@@ -166,8 +166,9 @@ class CliSshServer:
                 line = await process.stdin.readline()
             except asyncssh.TerminalSizeChanged:
                 continue
-            except asyncssh.SignalReceived:
-                process.stdout.write("\n" + text)
+            except (asyncssh.SignalReceived, asyncssh.BreakReceived):  # Ctrl-C drops the line, as on a switch
+                _clear_input(process)
+                process.stdout.write("^C\n" + text)
                 continue
             if line == "":  # EOF (Ctrl-D or the client closed)
                 return
@@ -225,4 +226,11 @@ def _bind_keys(process: asyncssh.SSHServerProcess, text: str) -> None:
         chan.register_key("\t", on_tab)
         chan.register_key("?", on_help)
     except (AssertionError, AttributeError):  # no PTY, no line editor: plain line input
+        pass
+
+
+def _clear_input(process: asyncssh.SSHServerProcess) -> None:
+    try:
+        process.channel.clear_input()
+    except (AssertionError, AttributeError):  # no line editor
         pass

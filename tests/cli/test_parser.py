@@ -107,3 +107,10 @@ def test_completion(line, expected):
 def test_completion_skips_used_parameters():
     assert "hostname" not in complete("vport-show hostname server1 ")
     assert "entity" in complete("vport-show hostname server1 ")
+
+
+def test_readline_completer_walks_the_candidates():
+    from agent.cli.shell import readline_completer
+
+    completer = readline_completer(lambda: "vport-show sort-asc ho")
+    assert [completer("ho", i) for i in range(3)] == ["hostname", "host-network", None]

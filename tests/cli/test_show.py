@@ -194,3 +194,12 @@ async def test_pager_help_and_exit(admin):
     assert (await admin.run("exit")).exit
     assert "unknown command 'nosuch'" in await fail(admin, "help nosuch")
     assert (await admin.run("   ")).output == ""
+
+
+async def test_time_filters_on_tables_without_time_leaves_use_the_change_time(ds):
+    engine = Engine(DatastoreBackend(ds, ADMIN))  # the real clock: rows were written just now
+    text = await run(engine, "k8s-cni-show within-last 1h format cluster-name")
+    assert sorted(text.splitlines()[2:]) == ["k8s02", "pluribus"]
+    assert await run(engine, "k8s-cni-show older-than 1h") == ""
+    assert await run(engine, "service-show end-time 2000-01-01T00:00:00") == ""
+    assert "web" in await run(engine, "service-show within-last 10m")

@@ -133,7 +133,8 @@ async def test_interactive_prompt_completion_and_help(ssh):
         process.stdin.write("k8s-cni-show ?")
         out = await _read_until(process.stdout, "network-type")
         assert "cni-plugin" in out
-        process.stdin.write("\x15")  # Ctrl-U: drop the line
+        process.stdin.write("\x03")  # Ctrl-C: drop the line, keep the session
+        await _read_until(process.stdout, "^C")
         process.stdin.write("nosuch-command\r")
         assert "unknown command 'nosuch-command'" in await _read_until(process.stdout, "help for the list")
         process.stdin.write("exit\r")
