@@ -222,6 +222,8 @@ class Session(asyncssh.SSHServerSession):
         self._ops = Operations(server, self)
         self._write_ready = asyncio.Event()
         self._write_ready.set()
+        self._out: list[bytes] = []
+        self._out_size = 0
 
     # -- asyncssh callbacks ------------------------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
@@ -333,8 +335,12 @@ class Session(asyncssh.SSHServerSession):
                     self._chan.resume_reading()
                 reply = await self._handle(message)
                 if reply is not None:
-                    await self._write_ready.wait()
-                    self._send(reply)
+                    # replies to pipelined RPCs leave in one SSH write (one packet per 32 KiB, not per reply)
+                    self._out.append(framing.encode(reply, self.chunked))
+                    self._out_size += len(self._out[-1])
+                    if not self._pending or self._out_size > 256 * 1024 or self.after_reply or self.close_after_reply:
+                        await self._write_ready.wait()
+                        self._flush()
                 for callback in self.after_reply:
                     callback()
                 self.after_reply.clear()
@@ -421,7 +427,14 @@ class Session(asyncssh.SSHServerSession):
     def _send(self, message: bytes) -> None:
         if self._chan is None or self._closed:
             return
+        self._flush()
         self._chan.write(framing.encode(message, self.chunked and self.hello_done))
+
+    def _flush(self) -> None:
+        if self._out and self._chan is not None and not self._closed:
+            self._chan.write(b"".join(self._out))
+        self._out.clear()
+        self._out_size = 0
 
     def send_notification(self, message: bytes) -> None:
         """Write one notification (interleaved between RPC replies)."""
