@@ -17,7 +17,7 @@ from collectors.k8s.timefilters import TimeFilterError, parse_duration, parse_ti
 
 from . import render
 from .backend import Backend, Edit
-from .commands import COMMANDS, Column, Command, ParsedCommand
+from .commands import Column, Command, ParsedCommand
 from .errors import CliError
 from .parser import command_help, find_command, general_help, parse
 
@@ -264,7 +264,3 @@ def _sort_value(value: object, kind: str = "str") -> tuple:
     except ValueError:
         return (2, 0, str(value))
 
-
-def all_commands() -> dict[str, Command]:
-    """The command table (for shells that list or complete commands)."""
-    return COMMANDS

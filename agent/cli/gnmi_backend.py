@@ -300,7 +300,6 @@ def collect_container(notifications: list, table: Table) -> dict:
 def _deleted_keys(n: gnmi_pb2.Notification, table: Table) -> list[dict]:
     """Keys of list entries a notification deletes."""
     want = [_local(x) for x in table.path.strip("/").split("/")]
-    depth = len(want)
     out = []
     for path in n.delete:
         elems = _elems(n, path)

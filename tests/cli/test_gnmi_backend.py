@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cli.backend import DatastoreBackend
 from agent.cli.engine import Engine
 from agent.cli.gnmi_backend import GnmiBackend
 from tests.agentproc import free_port
 
-from .conftest import ADMIN, NOW, PASSWORDS, fail, run
+from .conftest import NOW, PASSWORDS, fail, run
 from .test_history import history  # noqa: F401  (fixture)
 
 pytest.importorskip("agent.gnmi.server")
