@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -73,10 +74,14 @@ class EtcdCluster:
             "--logger", "zap", "--log-level", "warn",
         ]
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start every member and wait until all say healthy (a leader is elected)."""
+    def spawn(self) -> None:
+        """Start every member (call from the main thread: see procs.Child)."""
         for m in self.members:
-            m.child = Child(m.name, self._argv(m), self.workdir / f"{m.name}.log").start()
+            m.child = Child(m.name, self._argv(m), self.workdir / f"{m.name}.log",
+                            death_signal=signal.SIGKILL).start()
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until every member says healthy (a leader is elected); blocking."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for m in self.members:
@@ -96,6 +101,9 @@ class EtcdCluster:
             return False
 
     def stop(self) -> None:
-        for m in self.members:
-            if m.child is not None:
-                m.child.stop()
+        """Stop all members together (one by one, the last would wait for a quorum that is gone)."""
+        children = [m.child for m in self.members if m.child is not None]
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.stop(timeout=5.0)

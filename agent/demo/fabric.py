@@ -110,7 +110,8 @@ class DemoFabric:
             return
         self.out("starting a three-member etcd ...")
         self.etcd = EtcdCluster(self.workdir, self.ports.etcd)
-        await asyncio.to_thread(self.etcd.start)
+        self.etcd.spawn()
+        await asyncio.to_thread(self.etcd.wait_healthy)
 
     async def _start_cluster(self) -> None:
         if not self.has("Kubernetes collector"):

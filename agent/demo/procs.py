@@ -3,7 +3,11 @@
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only
 the demo, which then stops the children in order (agents before etcd).  On
 Linux each child also asks the kernel for SIGTERM when its parent dies
-(PR_SET_PDEATHSIG), so even a SIGKILLed demo leaves no process behind.
+(PR_SET_PDEATHSIG; SIGKILL for etcd, whose SIGTERM path waits seconds for
+a leadership transfer that cannot happen), so even a SIGKILLed demo leaves
+no process behind.
+The kernel sends that signal when the *thread* that forked the child ends,
+so children must be started from the main thread, never from a worker.
 """
 from __future__ import annotations
 
@@ -22,21 +26,23 @@ except OSError:
     _LIBC = None
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(sig: int):
+    def set_death_signal() -> None:  # runs in the child between fork and exec
+        _LIBC.prctl(_PR_SET_PDEATHSIG, sig)
+    return set_death_signal
 
 
 class Child:
     """One child process; `start()`, `running`, `stop()`."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, death_signal: int = signal.SIGTERM) -> None:
         self.name = name
         self.argv = argv
         self.log_path = Path(log_path)
         self.env = env
         self.cwd = cwd
+        self.death_signal = death_signal
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Child":
@@ -45,7 +51,7 @@ class Child:
             self.proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self.env, cwd=self.cwd, start_new_session=True,
-                preexec_fn=_die_with_parent if _LIBC is not None else None,
+                preexec_fn=_die_with_parent(self.death_signal) if _LIBC is not None else None,
             )
         finally:
             log.close()
@@ -64,6 +70,14 @@ class Child:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (to stop several children at once)."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, SIGKILL if it will not go; returns the exit code."""

@@ -223,6 +223,23 @@ def test_sigint_stops_everything_and_removes_the_temporary_workdir():
     assert not processes_mentioning(str(workdir))
 
 
+def test_a_killed_demo_takes_its_children_with_it(tmp_path):
+    """SIGKILL leaves the demo no chance to clean up: the kernel's parent-death signal does it."""
+    workdir = tmp_path / "killed"
+    demo = Demo("--pods", "6", "--churn", "0", "--workdir", str(workdir))
+    try:
+        demo.wait_for(BANNER_END)
+        state = json.loads((workdir / "demo.json").read_text())
+        pids = [n["pid"] for n in state["nodes"]] + state["etcd-pids"]
+        demo.proc.kill()
+        demo.finish(timeout=10)
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.kill()
+    poll(lambda: not [p for p in pids if alive(p)], timeout=15, what="children gone after SIGKILL")
+    assert not processes_mentioning(str(workdir))
+
+
 def test_busy_ports_are_refused_with_a_clear_line():
     import socket
 
