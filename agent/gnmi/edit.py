@@ -93,9 +93,16 @@ def path_text(path) -> str:
 def _decode(tv: gnmi_pb2.TypedValue, sel) -> object:
     kind = tv.WhichOneof("value")
     if kind in ("json_ietf_val", "json_val"):
+        raw = getattr(tv, kind)
         try:
-            return json.loads(getattr(tv, kind))
+            return json.loads(raw)
         except ValueError as exc:
+            if sel is not None and sel.leaf is not None:
+                # a bare string for a leaf, as pygnmi sends str values
+                try:
+                    return raw.decode()
+                except UnicodeDecodeError:
+                    pass
             raise PathError("INVALID_ARGUMENT", f"value is not valid JSON: {exc}") from None
     if kind in (None, "bytes_val", "proto_bytes", "any_val"):
         raise PathError("UNIMPLEMENTED", f"value encoding {kind or 'none'} is not supported; use JSON_IETF, JSON or a scalar")
