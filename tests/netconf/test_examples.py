@@ -1,4 +1,4 @@
-"""The examples/ansible playbooks (ansible.netcommon netconf_config / netconf_get) against a real agent."""
+"""examples/ansible (ansible.netcommon netconf_config / netconf_get) and examples/ncclient against a real agent."""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,6 @@ from tests.agentproc import REPO, USERS
 
 from .helpers import connect, running_names
 
-pytest.importorskip("ansible_collections.ansible.netcommon", reason="the ansible package is in the test extra")
-pytest.importorskip("xmltodict", reason="netconf_get display=native needs xmltodict (test extra)")
 
 EXAMPLES = REPO / "examples" / "ansible"
 
@@ -42,6 +40,8 @@ def _playbook(name: str, port: int, home: Path) -> subprocess.CompletedProcess:
 
 
 def test_playbooks_create_modify_show_delete(port, tmp_path):
+    pytest.importorskip("ansible_collections.ansible.netcommon", reason="the ansible package is in the test extra")
+    pytest.importorskip("xmltodict", reason="netconf_get display=native needs xmltodict (test extra)")
     with connect(port) as m:
         assert running_names(m) == []
     for name, expect in (("create.yml", ["prod", "staging"]), ("modify.yml", ["prod", "staging"]),
@@ -54,3 +54,14 @@ def test_playbooks_create_modify_show_delete(port, tmp_path):
             if name == "modify.yml":
                 data = m.get_config("running").data_xml
                 assert "<create-vport>true</create-vport>" in data
+
+
+def test_ncclient_example(port):
+    script = REPO / "examples" / "ncclient" / "k8s_connections.py"
+    result = subprocess.run([sys.executable, str(script), "--port", str(port), "--password", USERS["admin"][0]],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "created:" in result.stdout and "prod:" in result.stdout
+    assert "refused: operation-failed (must-violation)" in result.stdout
+    with connect(port) as m:
+        assert running_names(m) == []
