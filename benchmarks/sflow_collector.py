@@ -140,7 +140,7 @@ async def _run(kind: str, args) -> dict:
         port = collector.port
         received = lambda: collector.stats.datagrams  # noqa: E731
         lost = lambda: collector.stats.lost  # noqa: E731
-        pids = list(collector._pool.pids) if collector._pool else []
+        pids = collector.worker_pids
 
     go, done = ctx.Event(), ctx.Queue()
     sender = ctx.Process(target=_sender, args=(port, args.rate, args.duration, args.exporters, go, done), daemon=True)

@@ -114,6 +114,16 @@ class SflowCollector:
         return f"{host}:{self.port}"
 
     @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (empty in single-process mode)."""
+        return list(self._pool.pids) if self._pool is not None else []
+
+    @property
+    def worker_restarts(self) -> int:
+        """Worker processes restarted after dying."""
+        return self._pool.restarts if self._pool is not None else 0
+
+    @property
     def tracker(self):
         """The connection tracker."""
         return self.table.tracker

@@ -126,24 +126,33 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
 class WorkerPool:
     """``workers`` processes receiving on one port; batches go to ``on_batch(stats, samples)``.
 
-    ``on_batch`` is called in the event loop thread.
+    ``on_batch`` is called in the event loop thread.  A worker that dies
+    after start-up is started again after ``respawn_delay`` seconds (its
+    exporters' datagrams go to the other workers meanwhile: the kernel
+    re-spreads the SO_REUSEPORT group); ``restarts`` counts them.
     """
 
     def __init__(self, host: str, port: int, workers: int, on_batch: Callable[[list, list], None],
-                 vxlan_ports=frozenset({4789, 8472}), geneve_port: int = 6081, track: bool = False) -> None:
+                 vxlan_ports=frozenset({4789, 8472}), geneve_port: int = 6081, track: bool = False,
+                 respawn_delay: float = 1.0) -> None:
         self.host = host
         self.port = port
         self.workers = workers
         self.on_batch = on_batch
+        self.respawn_delay = respawn_delay
         self._config = (tuple(sorted(vxlan_ports)), geneve_port, track)
-        self._procs: list[subprocess.Popen] = []
-        self._conns: list[Connection] = []
+        self._procs: list[subprocess.Popen | None] = [None] * workers
+        self._conns: list[Connection | None] = [None] * workers
         self._threads: list[threading.Thread] = []
+        self._ready: dict[int, object] = {}  # index -> future resolved with the pid (or None)
         self._loop = None
         self._stopping = False
-        self.pids: list[int] = []
+        self._tasks: set = set()
+        self.pids: list[int] = [0] * workers
+        self.restarts = 0
 
-    def _spawn(self, index: int) -> tuple[subprocess.Popen, Connection]:
+    def _spawn(self, index: int):
+        """Start worker ``index``; returns the future of its pid."""
         ours, theirs = socket.socketpair()
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
@@ -156,32 +165,37 @@ class WorkerPool:
                                     pass_fds=[theirs.fileno()], env=env, cwd=root)
         finally:
             theirs.close()
-        return proc, Connection(ours.detach())
+        conn = Connection(ours.detach())
+        self._procs[index] = proc
+        self._conns[index] = conn
+        ready = self._loop.create_future()
+        self._ready[index] = ready
+        thread = threading.Thread(target=self._read, args=(index, conn, proc), name=f"sflow-pipe-{index}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return ready
 
     async def start(self, loop, timeout: float = 30.0) -> None:
         """Start the workers and wait until each has bound the port."""
         import asyncio
 
         self._loop = loop
-        ready: asyncio.Queue = asyncio.Queue()
-        for index in range(self.workers):
-            proc, conn = self._spawn(index)
-            self._procs.append(proc)
-            self._conns.append(conn)
-            thread = threading.Thread(target=self._read, args=(index, conn, ready), name=f"sflow-pipe-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        deadline = loop.time() + timeout
-        while len(self.pids) < self.workers:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"sFlow workers did not start within {timeout}s")
-            item = await asyncio.wait_for(ready.get(), remaining)
-            if item is None:
+        futures = [self._spawn(index) for index in range(self.workers)]
+        done, pending = await asyncio.wait(futures, timeout=timeout)
+        if pending:
+            raise TimeoutError(f"sFlow workers did not start within {timeout}s")
+        for index, future in enumerate(futures):
+            if future.result() is None:
                 raise RuntimeError("an sFlow worker exited during start-up (port in use?)")
-            self.pids.append(item)
 
-    def _read(self, index: int, conn: Connection, ready) -> None:
+    def _set_ready(self, index: int, pid: int | None) -> None:
+        if pid:
+            self.pids[index] = pid
+        future = self._ready.get(index)
+        if future is not None and not future.done():
+            future.set_result(pid)
+
+    def _read(self, index: int, conn: Connection, proc) -> None:
         """Pipe reader thread: hand each batch to the loop."""
         loop = self._loop
         try:
@@ -190,17 +204,45 @@ class WorkerPool:
                 if msg[0] == "batch":
                     loop.call_soon_threadsafe(self.on_batch, msg[1], msg[2])
                 elif msg[0] == "ready":
-                    loop.call_soon_threadsafe(ready.put_nowait, msg[3])
+                    loop.call_soon_threadsafe(self._set_ready, index, msg[3])
         except (EOFError, OSError):
             pass
         except RuntimeError:  # loop closed
             return
-        if not self._stopping:
-            log.error("sFlow worker %d exited", index)
+        if self._stopping:
+            return
+        try:
+            loop.call_soon_threadsafe(self._worker_died, index, proc)
+        except RuntimeError:
+            pass
+
+    def _worker_died(self, index: int, proc) -> None:
+        future = self._ready.get(index)
+        if future is not None and not future.done():
+            future.set_result(None)  # died during start-up: start() reports it
+            return
+        if self._stopping or self._procs[index] is not proc:
+            return
+        log.error("sFlow worker %d (pid %s) exited with %s; restarting in %.1fs", index, proc.pid, proc.poll(),
+                  self.respawn_delay)
+        import asyncio
+
+        async def respawn() -> None:
+            await asyncio.sleep(self.respawn_delay)
+            if self._stopping:
+                return
             try:
-                loop.call_soon_threadsafe(ready.put_nowait, None)
-            except RuntimeError:
+                proc.wait(1.0)
+            except subprocess.TimeoutExpired:
                 pass
+            self.restarts += 1
+            pid = await self._spawn(index)
+            if pid is None:
+                log.error("sFlow worker %d could not be restarted", index)
+
+        task = asyncio.ensure_future(respawn())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def configure(self, vxlan_ports, geneve_port: int, track: bool) -> None:
         """Send new decode settings to every worker."""
@@ -209,6 +251,8 @@ class WorkerPool:
             return
         self._config = config
         for conn in self._conns:
+            if conn is None:
+                continue
             try:
                 conn.send(("config", *config))
             except OSError:
@@ -219,13 +263,19 @@ class WorkerPool:
         import asyncio
 
         self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
         for conn in self._conns:
+            if conn is None:
+                continue
             try:
                 conn.send(("stop",))
             except OSError:
                 pass
         deadline = time.monotonic() + timeout
         for proc in self._procs:
+            if proc is None:
+                continue
             while proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             if proc.poll() is None:
@@ -234,9 +284,10 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(1.0)
         for conn in self._conns:
-            conn.close()
-        self._procs.clear()
-        self._conns.clear()
+            if conn is not None:
+                conn.close()
+        self._procs = [None] * self.workers
+        self._conns = [None] * self.workers
         self._threads.clear()
 
 

@@ -225,7 +225,7 @@ async def test_worker_processes_give_the_same_result(ds, collector_factory):
     payloads = list(iter_sflow_payloads(PMACCT))
     await set_config(ds, SETTINGS, {"enable": True})
     c = await collector_factory(workers=2)
-    assert len(c._pool.pids) == 2
+    assert len(set(c.worker_pids)) == 2 and all(c.worker_pids)
     dropped = {10, 11, 12}
     sent = send_all(c.port, (p for i, p in enumerate(payloads) if i not in dropped))
     await wait_for(lambda: c.stats.datagrams == sent)
@@ -242,3 +242,18 @@ async def test_worker_processes_give_the_same_result(ds, collector_factory):
     await asyncio.sleep(0.1)
     c.flush()
     assert any(k[5] == 8472 and k[6] == 17 for k in ds.state.entries(CONNECTIONS_PATH))
+
+
+async def test_a_dead_worker_is_restarted(ds, collector_factory):
+    import os
+    import signal
+
+    c = await collector_factory(workers=2)
+    victim = c.worker_pids[0]
+    os.kill(victim, signal.SIGKILL)  # a worker this test's collector started
+    await wait_for(lambda: c.worker_restarts == 1 and victim not in c.worker_pids and all(c.worker_pids), 15)
+    sample = flow_sample(tcp_frame("10.0.0.1", "10.0.0.2", 40000, 80, SYN))
+    for i in range(40):  # from 40 source ports: both workers get some
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(datagram([sample], seq=1, agent=f"192.0.2.{i + 1}"), ("127.0.0.1", c.port))
+    await wait_for(lambda: c.stats.datagrams == 40)
