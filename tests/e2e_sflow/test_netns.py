@@ -122,17 +122,19 @@ def _read_line(proc: subprocess.Popen, prefix: str, timeout: float = 20.0) -> st
     raise AssertionError(f"no {prefix!r} line from {proc.args}")
 
 
-@pytest.mark.parametrize("source", ["vport-table", "fake-cluster"])
-def test_pod_connections_across_vxlan_overlays(netns, tmp_path, source):
+@pytest.mark.parametrize("source, workers", [("vport-table", 1), ("fake-cluster", 1), ("vport-table", 2)])
+def test_pod_connections_across_vxlan_overlays(netns, tmp_path, source, workers):
     """Pods named from a vPort table written by hand, or from a fake API server watched by the real
-    K8sManager (time machine and service rows: the web service's backend on 8080)."""
+    K8sManager (time machine and service rows: the web service's backend on 8080); the collector in
+    one process or with two SO_REUSEPORT workers."""
     procs: list[subprocess.Popen] = []
     try:
         port = free_port()
         out = tmp_path / "table.json"
         setup = tmp_path / "setup.json"
         setup.write_text(json.dumps({"addr": f"127.0.0.1:{port}", "data_dir": str(tmp_path / "data"), "out": str(out),
-                                     "vports": PODS, "cluster": "e2e", "fake_cluster": source == "fake-cluster"}))
+                                     "vports": PODS, "cluster": "e2e", "fake_cluster": source == "fake-cluster",
+                                     "workers": workers}))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         collector = netns.run(netns.s1, sys.executable, "-m", "tests.e2e_sflow.netns_collector", str(setup),
                               stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
