@@ -49,6 +49,8 @@ class Datastores:
         self.locks: dict[str, int] = {}
         self.lock_times: dict[str, str] = {}
         self._candidate: dict | None = None
+        #: running as it was when candidate was first changed (a commit must not undo later writes)
+        self._candidate_base: dict | None = None
         self.pending: PendingCommit | None = None
         self._startup_file = ds.data_dir / "netconf-startup.json"
         self._startup: dict = {}
@@ -158,6 +160,8 @@ class Datastores:
 
     def set_candidate(self, tree: dict, session_id: int) -> None:
         self.check_writable(CANDIDATE, session_id)
+        if self._candidate is None:
+            self._candidate_base = copy.deepcopy(self.ds.config.raw)
         self._candidate = tree
 
     def discard_changes(self, session_id: int) -> None:
@@ -187,6 +191,11 @@ class Datastores:
         self.check_writable(RUNNING, session_id)
         self.check_writable(CANDIDATE, session_id)
         candidate = self._candidate
+        if candidate is not None and self._candidate_base is not None and self.ds.config.raw != self._candidate_base:
+            # copying candidate over running would silently undo a change acknowledged since (gNMI, CLI,
+            # another node, a direct edit of running): refuse and let the client rebase
+            raise RpcError("operation-failed", "running changed after the candidate was edited; "
+                           "discard-changes and apply the edit again", app_tag="candidate-stale")
         rollback = pending.rollback if pending else copy.deepcopy(self.ds.config.raw)
         if candidate is not None:
             await self.write_running(lambda _base: copy.deepcopy(candidate), user, session_id)

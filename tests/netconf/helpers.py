@@ -122,13 +122,15 @@ def error_fields(reply: etree._Element) -> dict:
 class InProcessAgent:
     """A NetconfServer on a real Datastore in a background event loop (to inject state and history)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_users: list | None = None, **server_kwargs) -> None:
         from agent.auth import Authenticator, UserEntry
         from tests.agentproc import users_config
 
         self.data_dir = data_dir
+        self.server_kwargs = server_kwargs
         self.loop = asyncio.new_event_loop()
-        self.auth = Authenticator([UserEntry(u["name"], u["password-hash"], u["role"]) for u in users_config()])
+        users = [UserEntry(u["name"], u["password-hash"], u["role"]) for u in users_config()]
+        self.auth = Authenticator(users + list(extra_users or ()))
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> "InProcessAgent":
@@ -139,7 +141,7 @@ class InProcessAgent:
         async def boot():
             self.ds = Datastore("leaf1", self.data_dir, EmbeddedFabricStore(self.data_dir, "leaf1"))
             await self.ds.start()
-            self.server = NetconfServer(self.ds, self.auth, "127.0.0.1:0")
+            self.server = NetconfServer(self.ds, self.auth, "127.0.0.1:0", **self.server_kwargs)
             await self.server.start()
 
         self.loop.run_until_complete(boot())

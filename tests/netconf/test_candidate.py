@@ -149,3 +149,19 @@ def test_cancel_commit(port):
         assert running_names(m) == ["cancelled"]
         m.cancel_commit(persist_id="p2")
         assert running_names(m) == []
+
+
+def test_commit_of_a_stale_candidate_is_refused(port):
+    """A commit never undoes a change to running acknowledged after the candidate was edited."""
+    with connect(port) as a, connect(port) as b:
+        a.edit_config(target="candidate", config=connection_xml("from-candidate"))
+        b.edit_config(target="running", config=connection_xml("direct"))
+        with pytest.raises(RPCError) as err:
+            a.commit()
+        assert err.value.tag == "operation-failed"
+        assert err.value.xml.findtext("{*}error-app-tag") == "candidate-stale"
+        assert running_names(a) == ["direct"]
+        a.discard_changes()
+        a.edit_config(target="candidate", config=connection_xml("from-candidate"))
+        a.commit()
+        assert running_names(b) == ["direct", "from-candidate"]

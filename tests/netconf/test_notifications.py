@@ -136,3 +136,13 @@ def test_get_merges_state_into_config(inproc):
         assert data.findtext(".//vport:vport/vport:ip", namespaces=NSMAP) == "10.2.0.1"
         assert data.findtext(".//vport:vport/vport:vlan", namespaces=NSMAP) == "4090"
         assert m.get_config("running").data.find(".//k8s:state", NSMAP) is None
+
+
+def test_config_notifications_from_a_real_agent(port):
+    with connect(port) as listener, connect(port) as writer:
+        listener.create_subscription()
+        writer.edit_config(target="candidate", config=connection_xml("live"))
+        writer.commit()
+        change = _take(listener).find(f"{{{NCN}}}netconf-config-change")
+        assert change.findtext(f"{{{NCN}}}changed-by/{{{NCN}}}username") == "admin"
+        assert "cluster-name='live'" in " ".join(e.text for e in change.iter(f"{{{NCN}}}target"))
