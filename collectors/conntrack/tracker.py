@@ -78,9 +78,10 @@ def sample_from_record(rec, t: float) -> tuple | None:
 def samples_from_datagram(dg, t: float) -> list[tuple]:
     """The compact samples of every flow sample of a decoded datagram (as :func:`sample_from_record`).
 
-    Reads the decoded structures directly instead of through ``FlowRecord``
-    properties: on the collector's hot path that halves the cost of
-    extraction.  A sample without a raw header (sampled IPv4/IPv6 records
+    Reads the decoded ``ParsedPacket`` fields (``PACKET_FIELDS``: ``vlans``,
+    ``src_ip``, ``inner_src_ip`` ...) directly instead of through
+    ``FlowRecord`` properties: on the collector's hot path that halves the
+    cost of extraction.  A sample without a raw header (sampled IPv4/IPv6 records
     only) takes the ``FlowRecord`` path.  tests/conntrack checks both paths
     agree on every shared capture.
     """
@@ -97,22 +98,23 @@ def samples_from_datagram(dg, t: float) -> list[tuple]:
             if found is not None:
                 append(found)
             continue
-        outer = packet.outer
         encap = packet.encapsulation
+        vlans = packet.vlans
+        vlan = vlans[0] if vlans else 0
         if encap != "none":
-            layers = packet.inner
-            if layers is None:
+            src = packet.inner_src_ip
+            if src is None:
                 continue
-            vni = packet.vni or 0
+            append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, vlan, packet.vni or 0, encap,
+                    ip_text(src), ip_text(packet.inner_dst_ip), packet.inner_protocol or 0, packet.inner_src_port,
+                    packet.inner_dst_port, packet.inner_tcp_flags))
         else:
-            layers = outer
-            vni = 0
-        src = layers.src_ip
-        if src is None:
-            continue
-        append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, outer.vlans[0] if outer.vlans else 0,
-                vni, encap, ip_text(src), ip_text(layers.dst_ip), layers.protocol or 0, layers.src_port,
-                layers.dst_port, layers.tcp_flags))
+            src = packet.src_ip
+            if src is None:
+                continue
+            append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, vlan, 0, encap,
+                    ip_text(src), ip_text(packet.dst_ip), packet.protocol or 0, packet.src_port,
+                    packet.dst_port, packet.tcp_flags))
     return out
 
 
