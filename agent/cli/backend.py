@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.auth import User
-from agent.datastore.errors import ConfigError
 
 from .commands import FABRIC_NODES, Table
 from .errors import CliError, NotImplementedByAgent
@@ -92,6 +91,8 @@ class DatastoreBackend:
         return dict(self.ds.read_node(table.path, ()) or {})
 
     async def apply(self, edit: Edit) -> None:
+        from agent.datastore.errors import ConfigError
+
         if not self._user.can_write:
             raise CliError(f"permission denied: user {self.user} has the {self._user.role} role and cannot change config")
         try:
@@ -126,6 +127,8 @@ def apply_edit(tree: dict, edit: Edit) -> dict:
     overwrites and a modify or delete never invents an entry, even when two
     writers race (propose re-runs this on the newer config).
     """
+    from agent.datastore.errors import ConfigError  # the datastore (and yangson) only load in the agent
+
     top, *rest = edit.path.strip("/").split("/")
     if not edit.key:
         node = tree.setdefault(top, {})
