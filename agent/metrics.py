@@ -148,6 +148,13 @@ def _sized(value: Any) -> float | None:
         return None
 
 
+def _subscribed(sessions: Any) -> float | None:
+    """Sessions holding a notification subscription (NETCONF's create-subscription)."""
+    if not isinstance(sessions, dict):
+        return None
+    return float(sum(1 for s in sessions.values() if getattr(s, "subscription", None) is not None))
+
+
 def _pick(stats: dict, keys: tuple[str, ...]) -> float | None:
     for key in keys:
         if key in stats:
@@ -181,6 +188,8 @@ class FabricCollector:
     def _info(self):
         ds = self.ds
         fabric = (ds.read_node(FABRIC) or {}).get("name", "") if ds else ""
+        if not fabric:  # the fabric name leaf is unset: show the etcd prefix the agent joined
+            fabric = getattr(getattr(self.agent, "settings", None), "fabric", None) or ""
         f = _family("kubefabric_info", ["node", "fabric"])
         f.add_metric([str(getattr(ds, "node_name", "")), str(fabric or "")], 1)
         yield f
@@ -298,6 +307,8 @@ class FabricCollector:
                     value = _pick(stats, keys)
                     if value is None and family is sessions:
                         value = _sized(getattr(component, "sessions", None))
+                    if value is None and family is subscriptions:
+                        value = _subscribed(getattr(component, "sessions", None))
                     if value is not None:
                         family.add_metric([name], value)
             for stat, value in sorted(stats.items()):

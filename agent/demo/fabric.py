@@ -195,15 +195,15 @@ class DemoFabric:
             with gNMIclient(**self.gnmi_kwargs(index)) as gc:
                 gc.set(update=updates, encoding="json_ietf")
 
-        first = [stats]
+        first = [("/kubefabric-fabric:fabric", {"name": FABRIC}), stats]
         if self.kubeconfig is not None:
             first.insert(0, (f"/kubefabric-k8s:k8s/connection[cluster-name={CLUSTER}]", {
                 "cluster-name": CLUSTER, "kube-config": str(self.kubeconfig), "enable": True,
                 "create-vport": True, "overlay-vxlan-analytics": True}))
         await asyncio.to_thread(set_config, 0, first)
         await asyncio.gather(*(asyncio.to_thread(set_config, i, [stats]) for i in range(1, len(self.agents))))
-        if self.kubeconfig is not None:
-            self.out(f"gNMI Set on leaf1: k8s connection {CLUSTER!r} with create-vport and overlay-vxlan-analytics")
+        self.out(f"gNMI Set on leaf1: fabric name {FABRIC!r}" + (
+            f", k8s connection {CLUSTER!r} with create-vport and overlay-vxlan-analytics" if self.kubeconfig else ""))
         self.out("gNMI Set on leaf1..3: connection-stats-settings enable")
 
     def vport_ips(self, index: int = 0) -> set[str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -160,3 +161,63 @@ def test_grafana_dashboard_uses_exported_metric_names():
                    "kubefabric_k8s_connection_status", "kubefabric_face_sessions", "kubefabric_fabric_sync_state",
                    "kubefabric_config_commits_total"):
         assert needed in used
+
+
+async def test_sflow_and_eviction_counters_from_a_real_collector(agent_factory):
+    """The simulated switch feeds a real agent whose table holds 5 rows: datagrams per exporter, evictions."""
+    import asyncio
+
+    pytest.importorskip("collectors.sflow.collector", reason="the sFlow collector has not landed yet")
+    from pygnmi.client import gNMIclient
+
+    from sim.sflow_exporter import Pod, SflowExporter
+
+    metrics_port, sflow_port = free_port(), free_port(socket.SOCK_DGRAM)
+    agent = await asyncio.to_thread(agent_factory, extra_args=[
+        "--metrics-addr", f"127.0.0.1:{metrics_port}", "--sflow-addr", f"127.0.0.1:{sflow_port}"])
+
+    def configure():
+        with gNMIclient(**agent.gnmi_kwargs()) as gc:
+            gc.set(update=[("/kubefabric-connection:connection-stats-settings",
+                            {"enable": True, "max-connections": 5})], encoding="json_ietf")
+
+    await asyncio.to_thread(configure)
+    pods = [Pod(f"10.244.{n}.{i + 2}", f"worker-{n}", f"192.168.100.{10 + n}", "shop", f"app{i % 3}-{n}{i}", f"app{i % 3}")
+            for n in range(3) for i in range(4)]
+    exporter = SflowExporter([("127.0.0.1", sflow_port)], lambda: pods, rate=100, conversations=20, seed=11)
+    await exporter.start()
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            families = await asyncio.to_thread(scrape, f"127.0.0.1:{metrics_port}")
+            evicted = (value(families, "kubefabric_connection_evictions_total") or 0) > 0
+            published = value(families, "kubefabric_sflow_exporter_datagrams_total", agent_address="192.0.2.11")
+            if (evicted and published) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await exporter.stop()
+    received = value(families, "kubefabric_sflow_exporter_datagrams_total", agent_address="192.0.2.11")
+    assert received, (exporter.datagrams, families.get("kubefabric_sflow_exporter_datagrams"), agent.log()[-2000:])
+    assert value(families, "kubefabric_sflow_exporter_lost_total", agent_address="192.0.2.11") == 0
+    assert value(families, "kubefabric_sflow_datagrams_total") > 0
+    assert value(families, "kubefabric_connection_table_max") == 5
+    assert 0 < value(families, "kubefabric_connection_table_size") <= 5
+    assert value(families, "kubefabric_connection_evictions_total") > 0
+
+
+def test_netconf_sessions_are_counted(agent_factory):
+    pytest.importorskip("agent.netconf.server", reason="the NETCONF face has not landed yet")
+    ncclient = pytest.importorskip("ncclient.manager")
+    from tests.agentproc import USERS
+
+    metrics_port, netconf_port = free_port(), free_port()
+    agent = agent_factory(extra_args=["--metrics-addr", f"127.0.0.1:{metrics_port}",
+                                      "--netconf-addr", f"127.0.0.1:{netconf_port}"])
+    assert value(scrape(f"127.0.0.1:{metrics_port}"), "kubefabric_face_sessions", face="NETCONF") == 0
+    with ncclient.connect(host="127.0.0.1", port=netconf_port, username="viewer", password=USERS["viewer"][0],
+                          hostkey_verify=False, allow_agent=False, look_for_keys=False, timeout=10):
+        families = scrape(f"127.0.0.1:{metrics_port}")
+    assert value(families, "kubefabric_face_sessions", face="NETCONF") == 1
+    assert value(families, "kubefabric_face_subscriptions", face="NETCONF") == 0
+    assert agent.node_name == "leaf1"
