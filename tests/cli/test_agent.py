@@ -119,3 +119,24 @@ def test_recreate_right_after_delete(agent):
     for _ in range(2):
         assert cli(agent, "k8s-connection-create", "cluster-name", "again", "kube-config", "/a") == (0, "", "")
         assert cli(agent, "k8s-connection-delete", "cluster-name", "again") == (0, "", "")
+
+
+def test_tls_and_mutual_tls(tmp_path):
+    """`--tls-ca` (and a client certificate for mutual TLS) against an agent serving gNMI over TLS."""
+    make_pki = pytest.importorskip("sim.k8s_apiserver").make_pki
+    pki = make_pki(tmp_path / "pki")
+    proc = AgentProcess(tmp_path, insecure=False, extra_args=[
+        "--tls-cert", str(pki["server.crt"]), "--tls-key", str(pki["server.key"]),
+        "--tls-client-ca", str(pki["ca.crt"])])
+    proc.start()
+    try:
+        base = ["--gnmi-addr", proc.gnmi_addr, "--username", "admin", "--tls-ca", str(pki["ca.crt"]), "--timeout", "5"]
+        code, out, err = cli(proc, "fabric-node-show", "format", "name", flags=base + [
+            "--tls-cert", str(pki["client.crt"]), "--tls-key", str(pki["client.key"])])
+        assert (code, out) == (0, "name\n-----\nleaf1\n"), err
+        code, _, err = cli(proc, "fabric-node-show", flags=base)  # no client certificate
+        assert code == 1 and err.startswith("kubefabric cli: ") and "Traceback" not in err
+        code, _, err = cli(proc, "fabric-node-show", flags=base + ["--tls-cert", str(pki["client.crt"])])
+        assert code == 2 and "--tls-cert and --tls-key go together" in err
+    finally:
+        proc.stop()
