@@ -21,7 +21,7 @@ from agent.datastore.changefeed import Change
 
 
 class Pending:
-    """A node's merged, not yet sent change."""
+    """A node's merged, not yet sent change (same fields as a Change, plus the merge record)."""
 
     __slots__ = ("path", "key", "values", "removed", "deleted", "recreated", "ts", "duplicates", "_owned")
 
@@ -72,22 +72,30 @@ class CoalescingQueue:
         self.event = asyncio.Event()
 
     def put(self, change: Change) -> None:
-        """Queue a change (called from the feed listener: cheap, never blocks)."""
+        """Queue a change (called from the feed listener: cheap, never blocks).
+
+        The Change itself waits in the queue until a second change of the
+        same node arrives; only then is a mergeable Pending made.
+        """
         ident = (change.path, change.key)
-        entry = self._entries.get(ident)
+        entries = self._entries
+        entry = entries.get(ident)
         if entry is None:
-            if len(self._entries) >= self.max_nodes:
+            if len(entries) >= self.max_nodes:
                 self.overflowed = True
                 self.event.set()
                 return
-            self._entries[ident] = Pending(change)
+            entries[ident] = change
         else:
+            if type(entry) is not Pending:
+                entry = entries[ident] = Pending(entry)
             entry.merge(change)
             self._stats["coalesced"] += 1
-        self.event.set()
+        if not self.event.is_set():
+            self.event.set()
 
-    def drain(self, limit: int | None = None) -> list[Pending]:
-        """Take up to `limit` entries, oldest first."""
+    def drain(self, limit: int | None = None) -> list:
+        """Take up to `limit` entries (Change, or Pending when merged), oldest first."""
         entries = self._entries
         if limit is None or limit >= len(entries):
             out = list(entries.values())

@@ -62,7 +62,20 @@ _T_GET_NOTIF = b"\x0a"  # GetResponse.notification (1)
 SYNC_RESPONSE = b"\x18\x01"  # SubscribeResponse{sync_response: true}
 
 _SMALL = [bytes((i,)) for i in range(128)]
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+try:  # the C encoder without JSONEncoder.encode's per-call Python overhead
+    from json.encoder import c_make_encoder as _c_make_encoder
+
+    _c_encode = _c_make_encoder(None, str, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+except (ImportError, TypeError):  # pragma: no cover - pure-Python json
+    _c_encode = None
+
+
+def json_object(values: dict) -> str:
+    """A node's leaves as compact JSON (the hot path of JSON and JSON_IETF Updates)."""
+    if _c_encode is not None:
+        return _c_encode(values, 0)[0]
+    return _dumps(values)
 
 
 def varint(n: int) -> bytes:
@@ -139,6 +152,9 @@ class Encoder:
         self._prefix_field = field(_T_NOTIF_PREFIX, prefix) if prefix else b""
         self._templates: dict[str, list] = {}
         self._leaf_names: dict[tuple[str, str], bytes] = {}
+        self._paths: dict[tuple, bytes] = {}  # (schema path, key) -> Path bytes, bounded
+
+    PATH_CACHE = 200_000
 
     # -- paths -------------------------------------------------------------------
     def _template(self, info: NodeInfo) -> list:
@@ -170,6 +186,18 @@ class Encoder:
 
     def path_body(self, info: NodeInfo, key: tuple, leaf: str | None = None) -> bytes:
         """Path message bytes (no origin: the origin travels in the Notification prefix)."""
+        if leaf:
+            return self.node_path(info, key) + self._leaf_elem(info, leaf)
+        return self.node_path(info, key)
+
+    def node_path(self, info: NodeInfo, key: tuple) -> bytes:
+        """Path bytes of a node, cached: a burst re-encodes the same list entries."""
+        ident = (info.path, key)
+        cached = self._paths.get(ident)
+        if cached is not None:
+            return cached
+        if len(self._paths) >= self.PATH_CACHE:
+            self._paths.clear()
         parts = []
         for part in self._template(info):
             if type(part) is bytes:
@@ -182,9 +210,8 @@ class Encoder:
                 vtext = v if type(v) is str else key_text(v)
                 elem.append(field(_T_ELEM_KEY, kfield + field(_T_MAP_V, vtext.encode())))
             parts.append(field(_T_PATH_ELEM, b"".join(elem)))
-        if leaf:
-            parts.append(self._leaf_elem(info, leaf))
-        return b"".join(parts)
+        out = self._paths[ident] = b"".join(parts)
+        return out
 
     def _leaf_elem(self, info: NodeInfo, leaf: str) -> bytes:
         ident = (info.path, leaf)
@@ -194,21 +221,13 @@ class Encoder:
         return b
 
     # -- updates -----------------------------------------------------------------
-    def _json_value(self, info: NodeInfo, values: dict) -> bytes:
-        if self.ietf:
-            leaves = info.leaves
-            values = {k: (leaf_json(v, True) if (li := leaves.get(k)) is not None and li.bits == 64 else v)
-                      for k, v in values.items()}
-        tag = _T_TV_JSON_IETF if self.ietf else _T_TV_JSON
-        return field(tag, _dumps(values).encode())
-
     def node_updates(self, info: NodeInfo, key: tuple, values: dict, out: list, duplicates: int = 0) -> None:
         """Append the Update fields for these leaves of a node to `out`."""
         if not values:
             return
         dup = (_T_UPDATE_DUP + varint(duplicates)) if duplicates else b""
         if self.encoding == PROTO:
-            base = self.path_body(info, key)
+            base = self.node_path(info, key)
             leaves = info.leaves
             for name, value in values.items():
                 li = leaves.get(name)
@@ -218,11 +237,17 @@ class Encoder:
                 out.append(field(_T_NOTIF_UPDATE, body))
             return
         if self._needs_64bit_conversion(info, values):
-            val = self._json_value(info, values)
-        else:
-            val = field(_T_TV_JSON_IETF if self.ietf else _T_TV_JSON, _dumps(values).encode())
-        body = field(_T_UPDATE_PATH, self.path_body(info, key)) + field(_T_UPDATE_VAL, val) + dup
-        out.append(field(_T_NOTIF_UPDATE, body))
+            values = {k: (leaf_json(v, True) if info.leaves.get(k) is not None and info.leaves[k].bits == 64 else v)
+                      for k, v in values.items()}
+        js = json_object(values).encode()
+        n = len(js)
+        val = (_T_TV_JSON_IETF if self.ietf else _T_TV_JSON) + (_SMALL[n] if n < 128 else varint(n)) + js
+        path = self.node_path(info, key)
+        n, m = len(path), len(val)
+        body = (b"\x0a" + (_SMALL[n] if n < 128 else varint(n)) + path
+                + b"\x1a" + (_SMALL[m] if m < 128 else varint(m)) + val + dup)
+        n = len(body)
+        out.append(b"\x22" + (_SMALL[n] if n < 128 else varint(n)) + body)
 
     def _needs_64bit_conversion(self, info: NodeInfo, values: dict) -> bool:
         if not self.ietf:

@@ -43,6 +43,11 @@ class Index:
             self._ancestors.setdefault(parent.path, []).append(selector)
             parent = parent.parent
 
+    def whole_paths(self) -> frozenset:
+        """Paths where some selector takes every node and every leaf (no key or leaf test needed)."""
+        return frozenset(p for p, entries in self.by_path.items()
+                         if any(s.leaf is None and a is None and all(k is WILD for k in s.keys) for s, a in entries))
+
     def __contains__(self, path: str) -> bool:
         return path in self.by_path
 

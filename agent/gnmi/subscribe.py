@@ -127,6 +127,7 @@ class Session:
                 for sel in sub.selectors:
                     self.index.add(sel, leaf_filter=sub.leaf_filter)
         self.leaf_only = self.index.leaf_only_paths()
+        self.whole = self.index.whole_paths()
         self.polls = 0
         self.half_closed = False
         self.error: PathError | None = None
@@ -269,8 +270,11 @@ class Session:
     # -- feed listener (synchronous, cheap) --------------------------------------
     def _on_changes(self, batch: list[Change]) -> None:
         index, put = self.index, self.queue.put
-        by_path = index.by_path
+        by_path, whole = index.by_path, self.whole
         for ch in batch:
+            if ch.path in whole:
+                put(ch)
+                continue
             if ch.path not in by_path:
                 if ch.values is None and index.deletes_ancestor(ch.path, ch.key):
                     put(ch)
@@ -320,18 +324,23 @@ class Session:
             info = nodes[p.path]
             if p.ts > ts:
                 ts = p.ts
-            if p.deleted:
+            values = p.values
+            if values is None:
                 items.append(enc.delete(info, p.key))
                 continue
-            if p.recreated:
-                items.append(enc.delete(info, p.key))
-            if p.values:
+            if type(p) is Change:
+                dup, removed = 0, p.removed
+            else:
+                dup, removed = p.duplicates, p.removed
+                if p.recreated:
+                    items.append(enc.delete(info, p.key))
+            if values:
                 if p.path in leaf_only:
-                    for name, value in p.values.items():
-                        items.append(enc.leaf_update(info, p.key, name, value, p.duplicates))
+                    for name, value in values.items():
+                        items.append(enc.leaf_update(info, p.key, name, value, dup))
                 else:
-                    enc.node_updates(info, p.key, p.values, items, p.duplicates)
-            for name in p.removed:
+                    enc.node_updates(info, p.key, values, items, dup)
+            for name in removed:
                 items.append(enc.delete(info, p.key, name))
         if items:
             await self._send_items(items, ts)
