@@ -93,7 +93,6 @@ class SflowCollector:
         self.stats = CollectorStats()
         self.table = ConnectionTable(ds)
         self.enabled = True
-        self.ignored = 0  # datagrams dropped while sflow-collector enable is false
         self.vxlan_ports: frozenset[int] = frozenset(DEFAULT_VXLAN_PORTS)
         self.geneve_port = DEFAULT_GENEVE_PORT
         self._config_ports: frozenset[int] = frozenset(DEFAULT_VXLAN_PORTS)
@@ -112,6 +111,11 @@ class SflowCollector:
         """Where the collector listens, ``HOST:PORT`` (the real port once started)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def ignored(self) -> int:
+        """Datagrams dropped unread while sflow-collector enable is false."""
+        return self.stats.ignored
 
     @property
     def worker_pids(self) -> list[int]:
@@ -245,7 +249,7 @@ class SflowCollector:
     def datagram(self, data: bytes, t: float | None = None) -> None:
         """Process one received datagram (the UDP payload); never raises."""
         if not self.enabled:
-            self.ignored += 1
+            self.stats.ignored += 1
             return
         t = t or time.time()
         try:
@@ -265,7 +269,7 @@ class SflowCollector:
     def _on_batch(self, stats: list, samples: list) -> None:
         """A worker's batch (see :mod:`collectors.sflow.workers`)."""
         if not self.enabled:
-            self.ignored += len(stats)
+            self.stats.ignored += len(stats)
             return
         account = self.stats.account
         now = time.time()

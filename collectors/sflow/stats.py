@@ -102,9 +102,14 @@ class ExporterStats:
 
 
 class CollectorStats:
-    """Totals and per-exporter counters of one collector."""
+    """Totals and per-exporter counters of one collector.
+
+    Calling it returns the numbers a metrics scrape wants (totals, exporters,
+    exporter restarts, datagrams ignored while disabled).
+    """
 
     def __init__(self) -> None:
+        self.ignored = 0  # datagrams dropped unread while sflow-collector enable is false
         self.datagrams = 0
         self.samples = 0
         self.malformed = 0
@@ -138,6 +143,10 @@ class CollectorStats:
     def totals(self) -> dict:
         """The statistics container's leaves."""
         return {"datagrams": self.datagrams, "samples": self.samples, "malformed": self.malformed, "lost": self.lost}
+
+    def __call__(self) -> dict:
+        return {**self.totals(), "exporters": len(self.exporters), "ignored": self.ignored,
+                "exporter_restarts": sum(e.restarts for e in self.exporters.values())}
 
     def take_dirty(self) -> list[ExporterStats]:
         """Exporters changed since the last call (and clear the marks)."""

@@ -69,3 +69,11 @@ def test_lost_equals_dropped_for_any_start_and_any_interior_gaps(start, drops):
     sent = [(start + i) % 2**32 for i in range(302)]
     feed(exp, [s for i, s in enumerate(sent) if i not in drops])
     assert exp.lost == len(drops) and exp.restarts == 0
+
+
+def test_calling_the_stats_gives_the_numbers_metrics_scrape():
+    stats = CollectorStats()
+    stats.account("192.0.2.1", 0, 5, 0, 3, False, 1.0)
+    stats.ignored = 2
+    assert stats() == {"datagrams": 1, "samples": 3, "malformed": 0, "lost": 0, "exporters": 1, "ignored": 2,
+                       "exporter_restarts": 0}
