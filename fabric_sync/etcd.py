@@ -36,6 +36,7 @@ from agent.datastore.errors import ConfigError, ConflictError, UnavailableError
 from .cache import LocalCache
 from .etcd_client import make_client
 from .keys import FabricKeys
+from .leasekeeper import LeaseKeeper
 from .membership import Membership, rfc3339_now
 from .ownership import OwnerTakeover
 from .store import FabricStore, MemberInfo, OnFabricChange
@@ -74,6 +75,7 @@ class EtcdFabricStore(FabricStore):
         self.commit_timeout = commit_timeout
         self.connect_timeout = connect_timeout
         self.probe_interval = max(0.5, lease_ttl / 3)
+        self.keeper: LeaseKeeper | None = None
         self.membership = Membership(self.keys, node_name, address, role, ttl=lease_ttl,
                                      heartbeat=heartbeat, on_change=self._members_changed)
         self.client: aetcd.Client | None = None
@@ -105,6 +107,8 @@ class EtcdFabricStore(FabricStore):
         self._on_change = on_change
         self._publish_sync()
         self.client = make_client(self.endpoints, self.op_timeout)
+        self.keeper = LeaseKeeper(self.endpoints, self.probe_interval, self.op_timeout)
+        self.keeper.start()
         try:
             await asyncio.wait_for(self._initial_sync(), self.connect_timeout)
         except (aetcd.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -120,7 +124,7 @@ class EtcdFabricStore(FabricStore):
             self._tasks.append(asyncio.create_task(self.takeover.run(), name="fabric-owner"))
 
     async def _initial_sync(self) -> None:
-        await self.membership.register(self.client)
+        await self._register()
         self._reachable = True
         self._watch_rev = await self._resync()
 
@@ -146,6 +150,10 @@ class EtcdFabricStore(FabricStore):
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        if self.keeper is not None:
+            self.keeper.stop()
+            await asyncio.to_thread(self.keeper.join, 5)
+            self.keeper = None
         if self.client is not None:
             if self._reachable:
                 try:
@@ -302,28 +310,36 @@ class EtcdFabricStore(FabricStore):
             ) from None
 
     # -- health ----------------------------------------------------------------
+    async def _register(self) -> None:
+        await self.membership.register(self.client)
+        self.keeper.keep(self.membership.lease.id)
+
     async def _probe_loop(self) -> None:
+        """Follow the lease keeper's verdict; register again when the lease was lost."""
         while True:
-            ok = False
-            for _attempt in range(2):  # a member that just died fails fast; ask another
-                try:
-                    await asyncio.wait_for(self.membership.keepalive(self.client), self.op_timeout)
+            await asyncio.sleep(self.probe_interval)
+            keeper = self.keeper
+            try:
+                if self.membership.lease is None or keeper.expired:
+                    if self.membership.lease is not None:
+                        log.warning("lease of %s expired while etcd was unreachable; registering again", self.node_name)
+                    self.membership.lease = None
+                    await asyncio.wait_for(self._register(), self.op_timeout)
                     ok = True
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except aetcd.ConnectionFailedError as exc:
-                    log.debug("fabric probe: %r", exc)
-                    continue
-                except Exception as exc:
-                    log.debug("fabric probe: %r", exc)
-                    break
+                else:
+                    ok = bool(keeper.ok)
+                    if ok:
+                        await asyncio.wait_for(self.membership.beat(self.client), self.op_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("fabric probe: %r", exc)
+                ok = False if self.membership.lease is None else bool(keeper.ok)
             if ok != self._reachable:
                 log.log(logging.INFO if ok else logging.WARNING, "fabric store (etcd) %s",
                         "reachable again" if ok else "unreachable or without quorum")
             self._reachable = ok
             self._publish_sync()
-            await asyncio.sleep(self.probe_interval)
 
     def _set_watching(self, watching: bool) -> None:
         if watching != self._watching:

@@ -59,22 +59,20 @@ def grpc_target(endpoints: list[str]) -> str:
     return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6))
 
 
+CHANNEL_OPTIONS = {
+    "grpc.lb_policy_name": "round_robin",
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.min_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
+    "grpc.keepalive_time_ms": 10000,
+    "grpc.keepalive_timeout_ms": 3000,
+}
+
+
 def make_client(endpoints: list[str], timeout: float) -> aetcd.Client:
     """An aetcd client spreading requests over `endpoints`; `timeout` bounds each call."""
     target = grpc_target(endpoints)
     # aetcd joins host and port as f"{host}:{port}": split the target at its last colon
     host, _, port = target.rpartition(":")
-    return aetcd.Client(
-        host=host,
-        port=int(port),
-        timeout=timeout,
-        options={
-            "grpc.lb_policy_name": "round_robin",
-            "grpc.initial_reconnect_backoff_ms": 200,
-            "grpc.min_reconnect_backoff_ms": 200,
-            "grpc.max_reconnect_backoff_ms": 1000,
-            # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
-            "grpc.keepalive_time_ms": 10000,
-            "grpc.keepalive_timeout_ms": 3000,
-        },
-    )
+    return aetcd.Client(host=host, port=int(port), timeout=timeout, options=dict(CHANNEL_OPTIONS))

@@ -1,10 +1,10 @@
 """Fabric membership: who is in the fabric, who is online, since when.
 
 Each agent keeps two keys (see keys.py): a persistent record and a
-lease-bound `online/<name>` key.  The lease's keepalive doubles as the
-agent's health probe of etcd: when it cannot be refreshed the node has
-lost the fabric (stale); when the lease itself expired while we were cut
-off, the node registers again with a new lease.
+lease-bound `online/<name>` key.  The lease's keepalive (a LeaseKeeper
+thread) doubles as the agent's health probe of etcd: when it cannot be
+refreshed the node has lost the fabric (stale); when the lease itself
+expired while we were cut off, the node registers again with a new lease.
 
 Observers learn everything from the store's one prefix watch (`load`,
 `apply`); "offline since" is measured on the observer's own monotonic
@@ -89,21 +89,11 @@ class Membership:
         self._last_heartbeat = time.monotonic()
         log.info("registered %s in fabric %s (lease %x, ttl %ss)", self.node_name, self.keys.fabric, lease.id, self.ttl)
 
-    async def keepalive(self, client: aetcd.Client) -> None:
-        """Refresh the lease (re-registering if it expired) and, now and then, last-seen.
+    async def beat(self, client: aetcd.Client) -> None:
+        """Refresh last-seen in this node's record when a heartbeat is due.
 
-        Raises the client's error when etcd cannot serve it: the caller
-        treats that as "fabric unreachable".
+        (The lease itself is refreshed by a LeaseKeeper thread.)
         """
-        if self.lease is None:
-            await self.register(client)
-            return
-        reply = await client.refresh_lease(self.lease.id)
-        if reply is None or reply.TTL <= 0:
-            log.warning("lease of %s expired while etcd was unreachable; registering again", self.node_name)
-            self.lease = None
-            await self.register(client)
-            return
         if time.monotonic() - self._last_heartbeat >= self.heartbeat:
             await client.put(self.keys.node(self.node_name), self._record())
             self._last_heartbeat = time.monotonic()

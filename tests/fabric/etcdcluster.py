@@ -175,13 +175,14 @@ class EtcdCluster:
         return None
 
     def stop(self) -> None:
+        """Stop every member (a member still shutting down after 2 s is killed: test data only)."""
         for m in self.members:
             if m.running:
                 m.proc.terminate()
         for m in self.members:
             if m.proc is not None:
                 try:
-                    m.proc.wait(timeout=10)
+                    m.proc.wait(timeout=2)
                 except subprocess.TimeoutExpired:
                     m.proc.kill()
                     m.proc.wait()

@@ -12,6 +12,8 @@ import pytest
 from agent.datastore import ConfigError, UnavailableError
 from tests.fabric.conftest import CONN, FABRIC, NODE, add_conn, conn_names, eventually, set_leaf
 
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 
 async def test_replication_and_monotonic_revisions(make_node):
     a, b, c = [await make_node(n) for n in "ABC"]
@@ -89,6 +91,7 @@ async def test_owner_moves_after_grace(make_node):
     # a crash: the lease is not revoked, it expires after its TTL (3 s)
     for task in a.fabric._tasks:
         task.cancel()
+    a.fabric.keeper.stop()
     await a.fabric.client.close()
     t0 = time.monotonic()
     owner = await eventually(lambda: (b.read_node(CONN, ("k1",))["owner"] in ("B", "C"))
@@ -96,6 +99,8 @@ async def test_owner_moves_after_grace(make_node):
     took = time.monotonic() - t0
     assert took < 3 + 1.0 + 3, took
     await eventually(lambda: c.read_node(CONN, ("k1",))["owner"] == owner, timeout=2)
+    await eventually(lambda: b.fabric.takeover.moves + c.fabric.takeover.moves == 1, timeout=2)
+    await asyncio.sleep(0.5)
     assert b.fabric.takeover.moves + c.fabric.takeover.moves == 1
 
 
