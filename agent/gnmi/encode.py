@@ -107,7 +107,7 @@ def scalar_typed_value(value: object, unsigned: bool = False) -> bytes:
     if value is True or value is False:
         return _T_TV_BOOL + (b"\x01" if value else b"\x00")
     if isinstance(value, int):
-        if unsigned and value >= 0:
+        if value >= 0 and (unsigned or value >= 1 << 63):  # int_val cannot hold it
             return _T_TV_UINT + varint(value)
         return _T_TV_INT + varint(value)
     if isinstance(value, float):
