@@ -10,7 +10,9 @@ the main process compact batches over a pipe:
         samples: [tracker sample tuple, ...]   (only while tracking is on)
 
 A batch leaves every ``BATCH_SECONDS`` or ``BATCH_DATAGRAMS`` datagrams,
-whichever comes first.  The main process keeps the statistics, the
+whichever comes first.  A worker drains its socket, then sleeps in
+``select`` until datagrams (or a control message) arrive, and rests
+``READ_PAUSE`` before reading so each wake-up reads several datagrams.  The main process keeps the statistics, the
 connection tracker and every datastore write, so the workers share nothing.
 Control messages go the other way: ``("config", vxlan_ports, geneve_port,
 track)`` and ``("stop",)``.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.05
 BATCH_DATAGRAMS = 256
+#: Rest after draining the socket, so the next wake-up reads a batch (seconds).
+READ_PAUSE = 0.002
 #: Receive buffer asked for (SO_RCVBUFFORCE as root, else SO_RCVBUF capped by net.core.rmem_max).
 RCVBUF_BYTES = 32 * 1024 * 1024
 #: Python's socket module does not export SO_RCVBUFFORCE; it is 33 on Linux.
@@ -69,16 +74,19 @@ def bind_udp(host: str, port: int, reuseport: bool = False, rcvbuf: int = RCVBUF
     return sock
 
 
-def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports, geneve_port: int, track: bool) -> None:
-    """Body of one worker process."""
+def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports, geneve_port: int, track: bool,
+                 read_pause: float = READ_PAUSE) -> None:
+    """Body of one worker process.
+
+    Drains the socket, then waits (select on the socket and the control
+    connection) and, when datagrams are back, rests ``read_pause`` so that
+    each wake-up finds a batch rather than one datagram.
+    """
     from collectors.conntrack.tracker import samples_from_datagram
     from collectors.sflow.decoder import decode_datagram
 
     sock = bind_udp(host, port, reuseport=True)
-    sock.setblocking(True)
-    sock.settimeout(BATCH_SECONDS)
-    out = ctl = conn
-    out.send(("ready", index, sock.getsockname()[1], os.getpid()))
+    conn.send(("ready", index, sock.getsockname()[1], os.getpid()))
     vxlan_ports = frozenset(vxlan_ports)
     stats: list = []
     samples: list = []
@@ -87,12 +95,15 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
     clock = time.time
     monotonic = time.monotonic
     parent = os.getppid()
+    waitables = [sock, conn]
     while True:
-        try:
-            data = recv(65535)
-        except (socket.timeout, InterruptedError):
-            data = None
-        if data is not None:
+        drained = False
+        for _ in range(BATCH_DATAGRAMS):
+            try:
+                data = recv(65535)
+            except (BlockingIOError, InterruptedError):
+                drained = True
+                break
             t = clock()
             try:
                 dg = decode_datagram(data, vxlan_ports, geneve_port)
@@ -102,25 +113,28 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
                     samples += samples_from_datagram(dg, t)
             except Exception:  # the decoder never raises; this guards the extraction
                 stats.append((None, 0, 0, 0, 0, True))
-            if len(stats) < BATCH_DATAGRAMS and monotonic() < next_send:
-                continue
-        elif not stats and monotonic() < next_send:
-            continue
-        next_send = monotonic() + BATCH_SECONDS
+        now = monotonic()
         try:
-            if stats or samples:
-                out.send(("batch", stats, samples))
+            if stats and (len(stats) >= BATCH_DATAGRAMS or now >= next_send):
+                conn.send(("batch", stats, samples))
                 stats, samples = [], []
-            while ctl.poll():
-                msg = ctl.recv()
+                next_send = now + BATCH_SECONDS
+            while conn.poll():
+                msg = conn.recv()
                 if msg[0] == "stop":
                     return
                 if msg[0] == "config":
                     vxlan_ports, geneve_port, track = frozenset(msg[1]), msg[2], msg[3]
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             return  # the main process is gone
+        if not drained:
+            continue
         if os.getppid() != parent:
             return
+        timeout = max(0.0, next_send - monotonic()) if stats else BATCH_SECONDS
+        readable, _, _ = select.select(waitables, [], [], timeout)
+        if sock in readable and read_pause > 0:
+            time.sleep(read_pause)
 
 
 class WorkerPool:
