@@ -142,13 +142,20 @@ class SflowCollector:
         self.ds.on_config(self._on_config)
         self._unsubscribe = self.ds.feed.subscribe(self._on_changes)
         self._learn_cni_ports()
-        if self.workers == 1:
-            self._sock = bind_udp(self.host, self.port)
-            self.port = self._sock.getsockname()[1]
-            self._reading = True
-            self._loop.add_reader(self._sock.fileno(), self._readable)
-        else:
-            await self._start_workers()
+        try:
+            if self.workers == 1:
+                self._sock = bind_udp(self.host, self.port)
+                self.port = self._sock.getsockname()[1]
+                self._reading = True
+                self._loop.add_reader(self._sock.fileno(), self._readable)
+            else:
+                await self._start_workers()
+        except BaseException:
+            self._stopped = True
+            self._unsubscribe()
+            self._unsubscribe = None
+            self.table.close()
+            raise
         self._task = asyncio.create_task(self._publisher(), name="sflow-publisher")
         log.info("sFlow collector on %s (%d worker%s), VXLAN ports %s", self.address, self.workers,
                  "" if self.workers == 1 else "s", sorted(self.vxlan_ports))

@@ -257,3 +257,13 @@ async def test_a_dead_worker_is_restarted(ds, collector_factory):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(datagram([sample], seq=1, agent=f"192.0.2.{i + 1}"), ("127.0.0.1", c.port))
     await wait_for(lambda: c.stats.datagrams == 40)
+
+
+async def test_port_in_use_fails_start_cleanly(ds, collector_factory):
+    first = await collector_factory()
+    second = SflowCollector(ds, f"127.0.0.1:{first.port}")
+    with pytest.raises(OSError):
+        await second.start()
+    listeners = ds.feed.listener_count
+    await set_config(ds, SETTINGS, {"enable": True})
+    assert second.table.enabled is False and ds.feed.listener_count == listeners
