@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from agent.cli.engine import Engine
+from agent.cli.gnmi_backend import GnmiBackend
 from tests.agentproc import REPO, USERS, AgentProcess, free_port
 
 pytest.importorskip("agent.gnmi.server")
@@ -31,6 +33,12 @@ def cli(agent, *words, user="admin", password=None, stdin=None, env=None, flags=
     result = subprocess.run([sys.executable, "-m", "agent.main", "cli", *args, *words], input=stdin,
                             env=environ, capture_output=True, text=True, cwd=REPO, timeout=60)
     return result.returncode, result.stdout, result.stderr
+
+
+async def _engine(agent, user: str = "admin") -> Engine:
+    """The CLI engine over gNMI to the agent process, in this process (no subprocess per command)."""
+    backend = GnmiBackend(agent.gnmi_addr, user, USERS[user][0], insecure=True)
+    return Engine(await backend.connect())
 
 
 def ssh_port(agent) -> int:
@@ -70,15 +78,17 @@ def test_errors_are_one_line_on_stderr(agent):
     assert "Traceback" not in err
 
 
-def test_fifth_connection_shows_the_agents_message(agent):
+async def test_fifth_connection_shows_the_agents_message(agent):
+    engine = await _engine(agent)
     try:
         for name in "abcd":
-            assert cli(agent, "k8s-connection-create", "cluster-name", name, "kube-config", f"/{name}")[0] == 0
-        code, _, err = cli(agent, "k8s-connection-create", "cluster-name", "e", "kube-config", "/e")
-        assert code == 1 and "at most four" in err and err.startswith("k8s-connection-create: ")
+            assert (await engine.run(f"k8s-connection-create cluster-name {name} kube-config /{name}")).ok
+        error = (await engine.run("k8s-connection-create cluster-name e kube-config /e")).error
+        assert error.startswith("k8s-connection-create: ") and "at most four" in error
     finally:
         for name in "abcd":
-            cli(agent, "k8s-connection-delete", "cluster-name", name)
+            await engine.run(f"k8s-connection-delete cluster-name {name}")
+        await engine.backend.close()
 
 
 def test_environment_replaces_flags_and_interactive_mode(agent):
@@ -114,11 +124,15 @@ def test_netmiko_against_the_agent(agent):
     assert "config change by admin via cli" in agent.log()
 
 
-def test_recreate_right_after_delete(agent):
+async def test_recreate_right_after_delete(agent):
     """A deleted connection's lingering state never makes a new create look like a duplicate."""
-    for _ in range(2):
-        assert cli(agent, "k8s-connection-create", "cluster-name", "again", "kube-config", "/a") == (0, "", "")
-        assert cli(agent, "k8s-connection-delete", "cluster-name", "again") == (0, "", "")
+    engine = await _engine(agent)
+    try:
+        for _ in range(3):
+            assert (await engine.run("k8s-connection-create cluster-name again kube-config /a")).ok
+            assert (await engine.run("k8s-connection-delete cluster-name again")).ok
+    finally:
+        await engine.backend.close()
 
 
 def test_tls_and_mutual_tls(tmp_path):
