@@ -1,0 +1,74 @@
+"""The FabricStore contract, checked on both backends (embedded file store and
+etcd): the initial tree arrives through on_change, commits return growing
+revisions, a write based on a stale revision never lands, and the datastore
+on top turns racing writes into the YANG cap errors."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent.datastore import ConfigError, Datastore
+from agent.datastore.errors import ConflictError
+from fabric_sync.embedded import EmbeddedFabricStore
+from tests.fabric.conftest import add_conn
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TREE = {"kubefabric-k8s:k8s": {"connection": [{"cluster-name": "k1", "kube-config": "/k", "owner": "A"}]}}
+
+
+@pytest.fixture(params=["embedded", "etcd"])
+def backend(request, tmp_path):
+    """A factory of fresh FabricStores of one backend sharing one fabric."""
+    if request.param == "embedded":
+        return lambda name="A": EmbeddedFabricStore(tmp_path, name)
+    etcd = request.getfixturevalue("etcd")
+    fabric = request.getfixturevalue("fabric_name")
+    from fabric_sync.etcd import EtcdFabricStore
+
+    return lambda name="A": EtcdFabricStore(etcd.endpoints, fabric, name, data_dir=tmp_path / name)
+
+
+async def test_commit_revisions_grow_and_stale_base_is_refused(backend):
+    store = backend()
+    seen = []
+    await store.start(lambda tree, rev: seen.append((tree, rev)))
+    try:
+        assert len(seen) == 1 and seen[0][0] == {}
+        base = seen[0][1]
+        rev1 = await store.commit(base, TREE, {"node": "A", "user": "t"})
+        assert rev1 > base
+        with pytest.raises(ConflictError):
+            await store.commit(base, {}, {"node": "A", "user": "t"})
+        rev2 = await store.commit(rev1, {}, {"node": "A", "user": "t"})
+        assert rev2 > rev1
+        assert [m.state for m in store.members() if m.name == "A"] == ["online"]
+    finally:
+        await store.stop()
+
+
+async def test_restart_restores_the_tree(backend):
+    store = backend()
+    await store.start(lambda tree, rev: None)
+    rev = await store.commit(store.revision, TREE, {"node": "A", "user": "t"})
+    await store.stop()
+    again = backend()
+    seen = []
+    await again.start(lambda tree, rev: seen.append((tree, rev)))
+    try:
+        assert seen[-1] == (TREE, rev)
+    finally:
+        await again.stop()
+
+
+async def test_datastore_caps_hold_on_each_backend(backend, tmp_path):
+    ds = Datastore("A", tmp_path / "ds", backend())
+    await ds.start()
+    try:
+        results = await asyncio.gather(
+            *(ds.propose(add_conn(f"c{i}"), user="t", face="test") for i in range(6)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, ConfigError)]
+        assert len(errors) == 2 and all(e.app_tag == "too-many-elements" for e in errors)
+    finally:
+        await ds.stop()
