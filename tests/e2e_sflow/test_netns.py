@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -61,7 +62,16 @@ class Netns:
         self.s1, self.s2 = f"{tag}a", f"{tag}b"
         self.created: list[str] = []
 
+    @staticmethod
+    def remove_stale() -> None:
+        """Delete namespaces an earlier run of this test left behind when it was killed (its pid is gone)."""
+        listing = sh("ip", "netns", "list", check=False).stdout
+        for match in re.finditer(r"^kfe2e(\d+)[ab]\b", listing, re.M):
+            if not Path(f"/proc/{match.group(1)}").exists():
+                sh("ip", "netns", "del", match.group(0), check=False)
+
     def build(self) -> None:
+        self.remove_stale()
         for ns in (self.s1, self.s2):
             result = sh("ip", "netns", "add", ns, check=False)
             if result.returncode != 0:
