@@ -48,6 +48,7 @@ def _setup_readline() -> None:
     readline.set_completer_delims(" \t")
     readline.set_completer(readline_completer(lambda: readline.get_line_buffer()[: readline.get_endidx()]))
     readline.parse_and_bind("tab: complete")
+    readline.parse_and_bind("set show-all-if-ambiguous on")
 
 
 def run_terminal(runner: asyncio.Runner, engine: Engine, user: str, node: str) -> int:
