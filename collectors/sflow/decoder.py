@@ -143,6 +143,7 @@ def _address_text(packed: bytes) -> str:
 
 
 def _decode(datagram: Datagram, data: bytes, vxlan_ports: AbstractSet[int], geneve_port: int) -> None:
+    """Fill ``datagram`` from ``data``; raises MalformedDatagram/struct.error at the first fault."""
     end = len(data)
     version, address_type = _PAIR.unpack_from(data, 0)
     datagram.version = version
