@@ -35,6 +35,8 @@ def decode_everything(data: bytes) -> None:
     """What a consumer does: decode, then read every field of every flow."""
     datagram = decode_datagram(data)
     assert datagram.malformed is None or isinstance(datagram.malformed, str)
+    # Faults must be recognised as such, not caught by the decoder's last-resort guard.
+    assert not (datagram.malformed or "").startswith("undecodable"), datagram.malformed
     for flow in iter_flows(datagram, include_discards=True):
         flow.as_dict()
 
