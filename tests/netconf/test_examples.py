@@ -17,7 +17,7 @@ from .helpers import connect, running_names
 EXAMPLES = REPO / "examples" / "ansible"
 
 
-def _playbook(name: str, port: int, home: Path) -> subprocess.CompletedProcess:
+def _playbooks(names: list[str], port: int, home: Path) -> subprocess.CompletedProcess:
     bindir = Path(sys.executable).parent
     playbook = shutil.which("ansible-playbook", path=str(bindir)) or shutil.which("ansible-playbook")
     assert playbook, "ansible-playbook not found"
@@ -35,25 +35,27 @@ def _playbook(name: str, port: int, home: Path) -> subprocess.CompletedProcess:
         "KUBEFABRIC_USER": "admin",
         "KUBEFABRIC_PASSWORD": USERS["admin"][0],
     }
-    return subprocess.run([playbook, "-i", str(EXAMPLES / "inventory.yml"), str(EXAMPLES / name)],
-                          cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run([playbook, "-i", str(EXAMPLES / "inventory.yml"), *(str(EXAMPLES / n) for n in names)],
+                          cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=240)
 
 
 def test_playbooks_create_modify_show_delete(port, tmp_path):
+    """One ansible-playbook run of the four playbooks; each asserts what the previous one did."""
     pytest.importorskip("ansible_collections.ansible.netcommon", reason="the ansible package is in the test extra")
     pytest.importorskip("xmltodict", reason="netconf_get display=native needs xmltodict (test extra)")
     with connect(port) as m:
         assert running_names(m) == []
-    for name, expect in (("create.yml", ["prod", "staging"]), ("modify.yml", ["prod", "staging"]),
-                         ("show.yml", ["prod", "staging"]), ("delete.yml", [])):
-        result = _playbook(name, port, tmp_path)
-        assert result.returncode == 0, f"{name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
-        assert "failed=0" in result.stdout
-        with connect(port) as m:
-            assert running_names(m) == expect, name
-            if name == "modify.yml":
-                data = m.get_config("running").data_xml
-                assert "<create-vport>true</create-vport>" in data
+    result = _playbooks(["create.yml", "modify.yml", "show.yml", "delete.yml"], port, tmp_path)
+    out = result.stdout
+    assert result.returncode == 0, f"{out[-6000:]}\n{result.stderr[-2000:]}"
+    for play in ("Create Kubernetes connections", "Modify a Kubernetes connection", "Show Kubernetes connections",
+                 "Delete Kubernetes connections"):
+        assert f"PLAY [{play}]" in out
+    assert out.count("All assertions passed") == 4
+    assert '"prod"' in out and '"staging"' in out  # show.yml printed the connections
+    assert "At most one Kubernetes connection" in out  # the refused second overlay connection
+    with connect(port) as m:
+        assert running_names(m) == []
 
 
 def test_ncclient_example(port):
