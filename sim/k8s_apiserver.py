@@ -764,12 +764,19 @@ class FakeApiServer:
             for i in range(pods):
                 ns, app = apps[i % len(apps)]
                 node = nodes[i % len(nodes)]
-                self.add_pod(f"{app}-5d8f7c9b6d-{_suffix()}", ns, node=node, labels={"app": app,
+                self.add_pod(self._fresh_pod_name(ns, app), ns, node=node, labels={"app": app,
                              "pod-template-hash": "5d8f7c9b6d"}, quiet=quiet)
         finally:
             self._controller_paused = False
         for ns, app in apps:
             self._sync_service_endpoints(ns, app, quiet)
+
+    def _fresh_pod_name(self, namespace: str, app: str) -> str:
+        """A ReplicaSet-style pod name not in use in the namespace."""
+        while True:
+            name = f"{app}-5d8f7c9b6d-{_suffix()}"
+            if (namespace, name) not in self.store[_PODS]:
+                return name
 
     # ------------------------------------------------------------------ endpoints controller
 
@@ -838,7 +845,7 @@ class FakeApiServer:
         labels = victim["metadata"].get("labels") or {}
         self.delete_pod(ns, name)
         app = labels.get("app", name.rsplit("-", 2)[0])
-        new = self.add_pod(f"{app}-5d8f7c9b6d-{_suffix()}", ns, labels=labels,
+        new = self.add_pod(self._fresh_pod_name(ns, app), ns, labels=labels,
                            node=random.choice(self.node_names))
         return name, new["metadata"]["name"]
 

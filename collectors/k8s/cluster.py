@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import cni
 from .kubeconfig import KubeClient, KubeconfigError, open_client
-from .services import ServiceIndex
+from .services import ServiceIndex, member_record
 from .vports import PodView, pod_view, rfc3339
 from .watcher import Backoff, Resource, Watcher
 
@@ -39,9 +39,9 @@ SERVICES = Resource("services")
 SLICES = Resource("endpointslices", group="discovery.k8s.io")
 NODES = Resource("nodes")
 CORE_RESOURCES = (PODS, SERVICES, SLICES, NODES)
+# ConfigMaps are watched one by one by name, so the Role can grant exactly these (resourceNames)
 CNI_RESOURCES = (
-    Resource("configmaps", namespace="kube-system"),
-    Resource("configmaps", namespace="kube-flannel", optional=True),
+    *(Resource("configmaps", namespace=ns, name=name, optional=True) for ns, name in cni.CNI_CONFIGMAPS),
     Resource("ippools", group="crd.projectcalico.org", optional=True),
     Resource("ippools", group="projectcalico.org", version="v3", optional=True),
     Resource("felixconfigurations", group="crd.projectcalico.org", optional=True),
@@ -191,14 +191,18 @@ class ClusterConnection:
         self.manager.ds.state.upsert(CONNECTION_STATE, (self.name,), self.state_row())
         self._state_dirty = False
 
-    def flush_state(self) -> None:
+    def flush_state(self, force: bool = False) -> None:
         """Write counters when they moved (the manager calls this about once a second)."""
-        if self._state_dirty:
+        if self._state_dirty or force:
             self._write_state()
 
     # ------------------------------------------------------------------ handler
 
     def on_list(self, resource: Resource, items: list[dict]) -> None:
+        with self.manager.batch():       # one feed batch per (re-)list
+            self._on_list(resource, items)
+
+    def _on_list(self, resource: Resource, items: list[dict]) -> None:
         now = time.time()
         self.last_sync = now
         self._state_dirty = True
@@ -349,7 +353,7 @@ class ClusterConnection:
         for member in before - current:
             history.end("member", self.name, f"{ns}/{name}", member, now)
         for member in current - before:
-            history.set("member", self.name, f"{ns}/{name}", member, members[member], now)
+            history.set("member", self.name, f"{ns}/{name}", member, member_record(member, members[member]), now)
         if current:
             self._members[(ns, name)] = current
         else:
@@ -360,8 +364,7 @@ class ClusterConnection:
 
     def _replace_cni_source(self, resource: Resource, items: list[dict]) -> None:
         if resource.plural == "configmaps":
-            for key in [k for k in self.cni_sources.configmaps if k[0] == resource.namespace]:
-                del self.cni_sources.configmaps[key]
+            self.cni_sources.configmaps.pop((resource.namespace or "", resource.name or ""), None)
         elif resource.plural == "ippools":
             for key in [k for k in self._ippools if k[0] == resource.group]:
                 del self._ippools[key]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 __all__ = ["CniInfo", "CniSources", "detect", "detect_flannel", "detect_calico",
-           "FLANNEL_CONFIGMAPS", "CNI_CONFIGMAP_NAMES"]
+           "FLANNEL_CONFIGMAPS", "CNI_CONFIGMAPS", "CNI_CONFIGMAP_NAMES"]
 
 FLANNEL_VXLAN_PORT = 8472      # Linux kernel default, what flannel uses unless Backend.Port is set
 FLANNEL_VXLAN_VNI = 1
@@ -38,7 +38,8 @@ CALICO_VXLAN_VNI = 4096
 FLANNEL_CONFIGMAPS = (("kube-flannel", "kube-flannel-cfg"), ("kube-system", "kube-flannel-cfg"))
 CANAL_CONFIGMAP = ("kube-system", "canal-config")
 CALICO_CONFIGMAP = ("kube-system", "calico-config")
-CNI_CONFIGMAP_NAMES = frozenset({"kube-flannel-cfg", "canal-config", "calico-config"})
+CNI_CONFIGMAPS = (*FLANNEL_CONFIGMAPS, CANAL_CONFIGMAP, CALICO_CONFIGMAP)   # (namespace, name) detection reads
+CNI_CONFIGMAP_NAMES = frozenset(name for _, name in CNI_CONFIGMAPS)
 
 # flannel backend type -> (network-type, encapsulation)
 _FLANNEL_BACKENDS = {

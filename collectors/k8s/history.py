@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS record (
     valid_from REAL NOT NULL,
     valid_to REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS record_by_key ON record(kind, key, valid_from);
+CREATE INDEX IF NOT EXISTS record_by_key_span ON record(kind, key, valid_from, valid_to);
 CREATE UNIQUE INDEX IF NOT EXISTS record_open ON record(kind, cluster, key, member) WHERE valid_to = {OPEN_END!r};
 CREATE INDEX IF NOT EXISTS record_by_from ON record(valid_from);
 CREATE INDEX IF NOT EXISTS record_by_to ON record(valid_to);
@@ -89,8 +89,14 @@ def to_epoch(t: float | int | datetime | str | None) -> float:
     return datetime.fromisoformat(str(t).replace("Z", "+00:00")).timestamp()
 
 
-def _stable(data: Mapping) -> str:
-    return json.dumps({k: v for k, v in data.items() if k not in VOLATILE}, sort_keys=True, separators=(",", ":"))
+def _digest(data: Mapping) -> int:
+    """Hash of a version's non-volatile leaves (cheaper than JSON; only compared within one process)."""
+    try:
+        return hash(tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                 for k, v in data.items() if k not in VOLATILE)))
+    except TypeError:   # nested structures: fall back to canonical JSON
+        return hash(json.dumps({k: v for k, v in data.items() if k not in VOLATILE}, sort_keys=True,
+                               separators=(",", ":")))
 
 
 class HistoryStore:
@@ -108,6 +114,9 @@ class HistoryStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA cache_size=-65536")       # 64 MiB of page cache: snapshots touch many rows
+        self._db.execute("PRAGMA mmap_size=268435456")
+        self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.executescript(_SCHEMA)
         # (kind, cluster, key, member) -> hash of the open version's stable JSON
         self._open: dict[tuple[str, str, str, str], int] = {}
@@ -115,7 +124,7 @@ class HistoryStore:
         for kind, cluster, key, member, data in self._db.execute(
             f"SELECT kind, cluster, key, member, data FROM record WHERE valid_to = {OPEN_END!r}"
         ):
-            self._open[(kind, cluster, key, member)] = hash(_stable(json.loads(data)))
+            self._open[(kind, cluster, key, member)] = _digest(json.loads(data))
 
     # ------------------------------------------------------------------ writing
 
@@ -123,10 +132,10 @@ class HistoryStore:
         """Make ``data`` the current version; returns True when a new version was opened.
 
         Only leaves outside :data:`VOLATILE` decide whether the version changed.
+        ``data`` is kept until the next flush: the caller must not mutate it.
         """
         ident = (kind, cluster, key, member)
-        stable = _stable(data)
-        digest = hash(stable)
+        digest = _digest(data)
         previous = self._open.get(ident)
         if previous == digest:
             return False
@@ -134,7 +143,7 @@ class HistoryStore:
         if previous is not None:
             self._pending.append(("close", ident, ts))
         self._open[ident] = digest
-        self._pending.append(("open", ident, ts, json.dumps(data, separators=(",", ":"))))
+        self._pending.append(("open", ident, ts, data))   # serialized at flush time, off the event path
         return True
 
     def end(self, kind: str, cluster: str, key: str, member: str, t: float | None = None) -> bool:
@@ -175,17 +184,26 @@ class HistoryStore:
         """Buffered operations not yet committed."""
         return len(self._pending)
 
-    def flush(self) -> int:
-        """Commit buffered operations in one transaction; returns how many."""
+    def flush(self, max_ops: int | None = None) -> int:
+        """Commit buffered operations in one transaction; returns how many.
+
+        ``max_ops`` bounds the work of one call (the manager's flusher uses it
+        so a re-list of thousands of pods never holds the event loop long);
+        the rest stays buffered, in order.
+        """
         if not self._pending:
             return 0
-        ops, self._pending = self._pending, []
+        if max_ops is not None and len(self._pending) > max_ops:
+            ops, self._pending = self._pending[:max_ops], self._pending[max_ops:]
+        else:
+            ops, self._pending = self._pending, []
         db = self._db
         db.execute("BEGIN")
         try:
             for op in ops:
                 if op[0] == "open":
                     _, (kind, cluster, key, member), ts, data = op
+                    data = json.dumps(data, separators=(",", ":"))
                     cur = db.execute(
                         "INSERT INTO record(kind, cluster, key, member, data, valid_from, valid_to) VALUES (?,?,?,?,?,?,?)",
                         (kind, cluster, key, member, data, ts, OPEN_END),
@@ -210,6 +228,34 @@ class HistoryStore:
             raise
         return len(ops)
 
+    def bulk_load(self, records: Iterable[tuple[str, str, str, str, Mapping, float, float | None]]) -> int:
+        """Import (kind, cluster, key, member, data, valid_from, valid_to or None) records in one transaction.
+
+        For migrations from another store and for benchmarks; records must not
+        overlap open records already held for the same identity.
+        """
+        self.flush()
+        rows = []
+        for kind, cluster, key, member, data, start, end in records:
+            rows.append((kind, cluster, key, member, json.dumps(data, separators=(",", ":")), float(start),
+                         OPEN_END if end is None else float(end)))
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            first = (db.execute("SELECT coalesce(max(id), 0) FROM record").fetchone()[0]) + 1
+            db.executemany("INSERT INTO record(kind, cluster, key, member, data, valid_from, valid_to) "
+                           "VALUES (?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT INTO record_span(id, k0, k1, t0, t1) VALUES (?,?,?,?,?)",
+                           ((first + i, _KIND_CODE[r[0]], _KIND_CODE[r[0]], r[5], r[6]) for i, r in enumerate(rows)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        for kind, cluster, key, member, data, _start, end in rows:
+            if end >= OPEN_END:
+                self._open[(kind, cluster, key, member)] = _digest(json.loads(data))
+        return len(rows)
+
     def enforce_retention(self, now: float | None = None, batch: int = 20000) -> int:
         """Delete versions that closed before ``now - retention_days``; returns rows deleted.
 
@@ -221,7 +267,7 @@ class HistoryStore:
         total = 0
         while True:
             ids = [r[0] for r in self._db.execute(
-                "SELECT id FROM record WHERE valid_to < ? LIMIT ?", (horizon, batch))]
+                "SELECT id FROM record INDEXED BY record_by_to WHERE valid_to < ? LIMIT ?", (horizon, batch))]
             if not ids:
                 return total
             marks = ",".join("?" * len(ids))
@@ -339,10 +385,10 @@ class HistoryStore:
         if cluster is not None:
             extra, args = " AND cluster=?", [cluster]
         opened = self._db.execute(
-            f"SELECT kind, cluster, key, member, data, valid_from FROM record "
+            f"SELECT kind, cluster, key, member, data, valid_from FROM record INDEXED BY record_by_from "
             f"WHERE valid_from >= ? AND valid_from < ? AND kind IN ({marks}){extra}", [a, b, *wanted, *args]).fetchall()
         closed = self._db.execute(
-            f"SELECT kind, cluster, key, member, data, valid_to FROM record "
+            f"SELECT kind, cluster, key, member, data, valid_to FROM record INDEXED BY record_by_to "
             f"WHERE valid_to >= ? AND valid_to < ? AND kind IN ({marks}){extra}", [a, b, *wanted, *args]).fetchall()
         reopened = {(r[0], r[1], r[2], r[3], r[5]) for r in opened}
         events = []
@@ -379,14 +425,20 @@ class HistoryStore:
         self.flush()
         ts = to_epoch(t)
         code = _KIND_CODE[kind]
-        sql = ("SELECT r.cluster, r.key, r.data FROM record_span s JOIN record r ON r.id = s.id "
+        # CROSS JOIN keeps the R*Tree as the outer loop; "+" stops the planner from using
+        # the kind index instead (which would visit every record of the kind)
+        sql = ("SELECT r.cluster, r.key, r.data FROM record_span s CROSS JOIN record r ON r.id = s.id "
                "WHERE s.k0 <= ? AND s.k1 >= ? AND s.t0 <= ? AND s.t1 > ? "
-               "AND r.valid_from <= ? AND r.valid_to > ? AND r.kind = ?")
+               "AND r.valid_from <= ? AND r.valid_to > ? AND +r.kind = ?")
         args: list = [code, code, ts, ts, ts, ts, kind]
         if cluster is not None:
             sql += " AND r.cluster = ?"
             args.append(cluster)
-        return [(c, k, json.loads(d)) for c, k, d in self._db.execute(sql, args)]
+        rows = self._db.execute(sql, args).fetchall()
+        if not rows:
+            return []
+        datas = json.loads("[" + ",".join(r[2] for r in rows) + "]")   # one parse for the whole table
+        return [(r[0], r[1], d) for r, d in zip(rows, datas)]
 
     @staticmethod
     def _decode(row: tuple) -> dict:

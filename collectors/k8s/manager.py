@@ -24,6 +24,7 @@ every 0.25 s, counters once a second, retention hourly).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -155,8 +156,7 @@ class K8sManager:
                     await conn.stop()
                     conn.status = "disabled"
                     conn.last_error = ""
-                    conn.flush_state()
-                    conn._write_state()
+                    conn.flush_state(force=True)
                 else:
                     self._write_static(name, "disabled", "")
                 continue
@@ -183,6 +183,11 @@ class K8sManager:
             row["last-error"] = ""
         self._states[name] = status
         self.ds.state.upsert(CONNECTION_STATE, (name,), row)
+
+    def batch(self):
+        """The datastore's change batch when it has one (publishes a re-list as one feed batch)."""
+        batch = getattr(self.ds.state, "batch", None)
+        return batch() if batch is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ vPorts
 
@@ -232,7 +237,8 @@ class K8sManager:
             await asyncio.sleep(self.flush_interval)
             tick += 1
             try:
-                self.history.flush()
+                while self.history.flush(max_ops=2000) == 2000:
+                    await asyncio.sleep(0)          # let watch events in between chunks
             except Exception:
                 log.exception("k8s: history flush failed")
             if tick * self.flush_interval >= 1.0:

@@ -8,9 +8,10 @@ unset counts as ready, as the API documents.
 """
 from __future__ import annotations
 
+from sys import intern
 from typing import Mapping
 
-__all__ = ["service_row", "slice_members", "ServiceIndex", "SERVICE_NAME_LABEL"]
+__all__ = ["service_row", "slice_members", "member_record", "ServiceIndex", "SERVICE_NAME_LABEL"]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -40,20 +41,27 @@ def service_row(svc: Mapping) -> dict:
             "node-ports": node_ports, "ports": ports}
 
 
-def slice_members(eps: Mapping) -> tuple[str, dict[str, dict]]:
-    """(service name, {"ns/pod@ip": {pod, ip, node}}) of an EndpointSlice's ready endpoints."""
+def slice_members(eps: Mapping) -> tuple[str, dict[str, str]]:
+    """(service name, {"ns/pod@ip": node name}) of an EndpointSlice's ready endpoints."""
     meta = eps.get("metadata") or {}
     ns = str(meta.get("namespace") or "")
     service = str((meta.get("labels") or {}).get(SERVICE_NAME_LABEL) or "")
-    members: dict[str, dict] = {}
+    members: dict[str, str] = {}
     for endpoint in eps.get("endpoints") or []:
         if (endpoint.get("conditions") or {}).get("ready") is False:
             continue
         ref = endpoint.get("targetRef") or {}
         pod = str(ref.get("name")) if ref.get("kind", "Pod") == "Pod" and ref.get("name") else "-"
+        node = intern(str(endpoint.get("nodeName") or ""))
         for ip in endpoint.get("addresses") or []:
-            members[f"{ns}/{pod}@{ip}"] = {"pod": pod, "ip": str(ip), "node": str(endpoint.get("nodeName") or "")}
+            members[f"{ns}/{pod}@{ip}"] = node
     return service, members
+
+
+def member_record(member: str, node: str) -> dict:
+    """The time machine's record of a backend: {pod, ip, node} from "ns/pod@ip"."""
+    pod, _, ip = member.split("/", 1)[-1].rpartition("@")
+    return {"pod": pod, "ip": ip, "node": node}
 
 
 class ServiceIndex:
@@ -61,7 +69,7 @@ class ServiceIndex:
 
     def __init__(self) -> None:
         self.services: dict[tuple[str, str], dict] = {}                  # (ns, name) -> row (no backends)
-        self._slices: dict[tuple[str, str], tuple[str, dict[str, dict]]] = {}  # (ns, slice) -> (service, members)
+        self._slices: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}  # (ns, slice) -> (service, members)
         self._by_service: dict[tuple[str, str], set[str]] = {}           # (ns, service) -> slice names
 
     def set_service(self, svc: Mapping) -> tuple[str, str]:
@@ -101,9 +109,9 @@ class ServiceIndex:
             if not names:
                 del self._by_service[(ns, service)]
 
-    def backends(self, namespace: str, name: str) -> dict[str, dict]:
-        """Ready members of a service over all its slices."""
-        out: dict[str, dict] = {}
+    def backends(self, namespace: str, name: str) -> dict[str, str]:
+        """Ready members of a service over all its slices: {"ns/pod@ip": node}."""
+        out: dict[str, str] = {}
         for slice_name in self._by_service.get((namespace, name), ()):
             out.update(self._slices[(namespace, slice_name)][1])
         return out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from sys import intern
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
@@ -47,10 +48,18 @@ def dummy_mac(ip: str) -> str:
     return f"88:88:88:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}"
 
 
+_last_stamp: tuple[float, str] = (-1.0, "")
+
+
 def rfc3339(t: float) -> str:
     """Epoch seconds -> ``2026-11-22T12:00:00.123Z`` (yang:date-and-time)."""
+    global _last_stamp
+    if _last_stamp[0] == t:          # a re-list stamps thousands of rows with one time
+        return _last_stamp[1]
     dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    _last_stamp = (t, text)
+    return text
 
 
 def parse_k8s_time(text: str | None) -> float | None:
@@ -101,15 +110,16 @@ def pod_view(pod: Mapping) -> PodView:
     if not ips and status.get("podIP"):
         ips = (str(status["podIP"]),)
     labels = meta.get("labels") or {}
+    # namespace, node, phase, node IP and the label string repeat across pods: share one copy
     return PodView(
-        namespace=str(meta.get("namespace") or ""),
+        namespace=intern(str(meta.get("namespace") or "")),
         name=str(meta.get("name") or ""),
         uid=str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"),
-        node=str(spec.get("nodeName") or ""),
-        phase=str(status.get("phase") or "Unknown"),
-        labels=",".join(f"{k}:{v}" for k, v in sorted(labels.items())),
+        node=intern(str(spec.get("nodeName") or "")),
+        phase=intern(str(status.get("phase") or "Unknown")),
+        labels=intern(",".join(f"{k}:{v}" for k, v in sorted(labels.items()))),
         host_network=bool(spec.get("hostNetwork")),
-        node_ip=str(status.get("hostIP") or ""),
+        node_ip=intern(str(status.get("hostIP") or "")),
         ips=ips,
         created=parse_k8s_time(meta.get("creationTimestamp")) or 0.0,
         start=parse_k8s_time(status.get("startTime")),
@@ -144,10 +154,14 @@ class Claim:
 
 
 class IpTable:
-    """Every claim on every IP across all clusters; :meth:`winner` is what the vPort table shows."""
+    """Every claim on every IP across all clusters; :meth:`winner` is what the vPort table shows.
+
+    An uncontested IP (the usual case) maps straight to its claim; only
+    contested IPs pay for a dict of claims.
+    """
 
     def __init__(self) -> None:
-        self._claims: dict[str, dict[tuple[str, str], Claim]] = {}
+        self._claims: dict[str, Claim | dict[tuple[str, str], Claim]] = {}
         self._seq = 0
 
     def __len__(self) -> int:
@@ -157,36 +171,61 @@ class IpTable:
               first_seen: float | None = None) -> Claim:
         """Add or refresh a pod's claim on ``ip``."""
         now = time.time() if now is None else now
-        claims = self._claims.setdefault(ip, {})
+        entry = self._claims.get(ip)
         key = (cluster, pod.uid)
-        existing = claims.get(key)
-        if existing is not None:
-            existing.pod = pod
-            existing.last_seen = now
-            return existing
+        if isinstance(entry, Claim):
+            if entry.cluster == cluster and entry.pod.uid == pod.uid:
+                entry.pod = pod
+                entry.last_seen = now
+                return entry
+            entry = {(entry.cluster, entry.pod.uid): entry}
+            self._claims[ip] = entry
+        elif entry is not None:
+            existing = entry.get(key)
+            if existing is not None:
+                existing.pod = pod
+                existing.last_seen = now
+                return existing
         self._seq += 1
         claim = Claim(cluster, pod, first_seen if first_seen is not None else now, now, self._seq)
-        claims[key] = claim
+        if entry is None:
+            self._claims[ip] = claim
+        else:
+            entry[key] = claim
         return claim
 
     def release(self, ip: str, cluster: str, uid: str) -> bool:
         """Drop a claim; returns True when it existed."""
-        claims = self._claims.get(ip)
-        if not claims or claims.pop((cluster, uid), None) is None:
+        entry = self._claims.get(ip)
+        if entry is None:
             return False
-        if not claims:
+        if isinstance(entry, Claim):
+            if entry.cluster == cluster and entry.pod.uid == uid:
+                del self._claims[ip]
+                return True
+            return False
+        if entry.pop((cluster, uid), None) is None:
+            return False
+        if len(entry) == 1:
+            self._claims[ip] = next(iter(entry.values()))
+        elif not entry:
             del self._claims[ip]
         return True
 
     def winner(self, ip: str) -> Claim | None:
         """The claim the vPort table shows for ``ip``, or None."""
-        claims = self._claims.get(ip)
-        if not claims:
-            return None
-        if len(claims) == 1:
-            return next(iter(claims.values()))
-        return max(claims.values(), key=Claim.rank)
+        entry = self._claims.get(ip)
+        if entry is None or isinstance(entry, Claim):
+            return entry
+        return max(entry.values(), key=Claim.rank)
 
     def ips_of(self, cluster: str) -> list[str]:
         """IPs with at least one claim from ``cluster``."""
-        return [ip for ip, claims in self._claims.items() if any(k[0] == cluster for k in claims)]
+        out = []
+        for ip, entry in self._claims.items():
+            if isinstance(entry, Claim):
+                if entry.cluster == cluster:
+                    out.append(ip)
+            elif any(k[0] == cluster for k in entry):
+                out.append(ip)
+        return out

@@ -55,6 +55,7 @@ class Resource:
     version: str = "v1"
     namespace: str | None = None
     optional: bool = False
+    name: str | None = None   # watch one object (fieldSelector metadata.name): RBAC resourceNames can then apply
 
     @property
     def path(self) -> str:
@@ -66,7 +67,12 @@ class Resource:
     @property
     def label(self) -> str:
         name = self.plural if not self.group else f"{self.plural}.{self.group}/{self.version}"
+        if self.name:
+            name += f"/{self.name}"
         return f"{self.namespace}/{name}" if self.namespace else name
+
+    def query(self) -> list[tuple[str, str]]:
+        return [("fieldSelector", f"metadata.name={self.name}")] if self.name else []
 
 
 class Handler(Protocol):
@@ -153,6 +159,7 @@ class Watcher:
                     self.resource_version = rv
                     self.lists += 1
                     self.handler.on_list(self.resource, items)
+                    del items                     # the raw objects must not live on beside the watch
                     self.synced.set()
                     self._healthy = True
                     self.handler.on_healthy(self.resource)
@@ -164,7 +171,11 @@ class Watcher:
                 log.info("%s: %s; re-listing", self.resource.label, exc)
                 self.resource_version = None
             except WatchError as exc:
-                if exc.status == 404 and self.resource.optional:
+                if exc.status in (404, 403) and self.resource.optional:
+                    # not installed (404), or not granted (403: e.g. no RoleBinding in a namespace that
+                    # does not exist): an optional source counts as empty; look again later
+                    if exc.status == 403 and self.lists == 0:
+                        log.info("%s: %s; treated as absent", self.resource.label, exc)
                     self.resource_version = None
                     if not self.synced.is_set() or self.lists == 0:
                         self.handler.on_list(self.resource, [])
@@ -196,7 +207,7 @@ class Watcher:
         rv = ""
         timeout = aiohttp.ClientTimeout(total=self.list_timeout, sock_connect=10)
         while True:
-            query = [("limit", str(self.page_size))]
+            query = [("limit", str(self.page_size)), *self.resource.query()]
             if token:
                 query.append(("continue", token))
             resp = await self._get(query, timeout)
@@ -218,7 +229,7 @@ class Watcher:
     async def watch_once(self) -> None:
         """One watch request, until the server closes it; raises on errors."""
         query = [("watch", "1"), ("allowWatchBookmarks", "true"),
-                 ("timeoutSeconds", str(int(self.watch_timeout * random.uniform(1.0, 1.5))))]
+                 ("timeoutSeconds", str(int(self.watch_timeout * random.uniform(1.0, 1.5)))), *self.resource.query()]
         if self.resource_version:
             query.append(("resourceVersion", self.resource_version))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.read_timeout)

@@ -132,8 +132,7 @@ async def test_churn_of_1000_pods(apiserver_factory, manager_factory, tmp_path):
                       if e["conditions"]["ready"])
         await ds.wait_for(lambda: ds.state.entries(SERVICE)[("k8s01", ns, svc)]["backend-pods"] == want, 5)
     assert len(services) == 12
-    await ds.wait_for(lambda: state_of(ds, "k8s01")["events"] >= 2000, 5)
-    assert state_of(ds, "k8s01")["pod-count"] == 300
+    await ds.wait_for(lambda: state_of(ds, "k8s01")["pod-count"] == 300 and state_of(ds, "k8s01")["events"] >= 2000, 5)
     # every pod removed by the churn has a closed interval in the time machine
     gone = {old for old, _ in replaced}
     names_now = {row["name"] for row in (ds.history.pod_at(ip) for ip in server_pod_ips(srv)) if row}
@@ -395,3 +394,30 @@ async def test_time_machine_through_the_manager(apiserver_factory, manager_facto
     changes = history.changes(t1, t2, kinds=["vport"])
     assert sum(c["op"] == "delete" for c in changes) >= 1 and sum(c["op"] == "update" for c in changes) >= 10
     assert all(c["path"] == VPORT for c in changes)
+
+
+async def test_forbidden_optional_sources_count_as_absent(apiserver_factory, manager_factory, tmp_path):
+    """No RoleBinding in kube-flannel, no Calico rights: still connected, CNI from what is readable."""
+    srv = await apiserver_factory("flannel-host-gw", pods=3)
+    srv.inject_error(403, count=10_000, match="/namespaces/kube-flannel/configmaps")
+    srv.inject_error(403, count=10_000, match="/apis/crd.projectcalico.org/")
+    kc = srv.write_kubeconfig(tmp_path / "kc", cluster_name="k8s01")
+    manager, ds = await manager_factory()
+    ds.set_connections(conn("k8s01", kc, **{"create-vport": True}))
+    st = await connected(ds, "k8s01")
+    assert st["last-error"] == ""
+    assert ds.state.entries(CNI)[("k8s01",)]["backend"] == "host-gw"
+    assert len(vports(ds)) == 3
+
+
+async def test_configmaps_are_requested_by_name(apiserver_factory, manager_factory, tmp_path):
+    srv, manager, ds = await setup(apiserver_factory, manager_factory, tmp_path, pods=1)
+    cm_requests = [q for m, p, q in srv.requests if p.endswith("/configmaps")]
+    assert cm_requests and all("fieldSelector=metadata.name" in q for q in cm_requests)
+    # an unrelated ConfigMap in kube-system never reaches the agent
+    srv.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system"},
+               "data": {"Corefile": ".:53 {}"}})
+    srv.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
+               "data": {"net-conf.json": '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'}})
+    await ds.wait_for(lambda: ds.state.entries(CNI)[("k8s01",)]["backend"] == "host-gw", 5)
+    assert "coredns" not in repr(manager.connections["k8s01"].cni_sources.configmaps)

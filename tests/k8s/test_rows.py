@@ -88,7 +88,7 @@ def test_slices_give_ready_backends_across_slices():
         {"addresses": ["10.244.1.6"], "conditions": {"ready": False}, "targetRef": {"kind": "Pod", "name": "web-2"}},
         {"addresses": ["10.244.1.7"], "targetRef": {"kind": "Pod", "name": "web-3"}},      # ready unset = ready
     ])
-    assert sorted(slice_members(e1)[1]) == ["shop/web-1@10.244.1.5", "shop/web-3@10.244.1.7"]
+    assert slice_members(e1)[1] == {"shop/web-1@10.244.1.5": "w1", "shop/web-3@10.244.1.7": ""}
     index = ServiceIndex()
     index.set_service({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.1"}})
     index.set_slice(e1)
