@@ -240,14 +240,17 @@ class Encoder:
             values = {k: (leaf_json(v, True) if info.leaves.get(k) is not None and info.leaves[k].bits == 64 else v)
                       for k, v in values.items()}
         js = json_object(values).encode()
-        n = len(js)
-        val = (_T_TV_JSON_IETF if self.ietf else _T_TV_JSON) + (_SMALL[n] if n < 128 else varint(n)) + js
+        n1 = len(js)
         path = self.node_path(info, key)
-        n, m = len(path), len(val)
-        body = (b"\x0a" + (_SMALL[n] if n < 128 else varint(n)) + path
-                + b"\x1a" + (_SMALL[m] if m < 128 else varint(m)) + val + dup)
-        n = len(body)
-        out.append(b"\x22" + (_SMALL[n] if n < 128 else varint(n)) + body)
+        n2 = len(path)
+        vl = n1 + (2 if n1 < 128 else 1 + len(varint(n1)))  # TypedValue: tag, length, JSON
+        body = (1 + (1 if n2 < 128 else len(varint(n2))) + n2
+                + 1 + (1 if vl < 128 else len(varint(vl))) + vl + len(dup))
+        out.append(b"".join((
+            _T_NOTIF_UPDATE, _SMALL[body] if body < 128 else varint(body),
+            _T_UPDATE_PATH, _SMALL[n2] if n2 < 128 else varint(n2), path,
+            _T_UPDATE_VAL, _SMALL[vl] if vl < 128 else varint(vl),
+            _T_TV_JSON_IETF if self.ietf else _T_TV_JSON, _SMALL[n1] if n1 < 128 else varint(n1), js, dup)))
 
     def _needs_64bit_conversion(self, info: NodeInfo, values: dict) -> bool:
         if not self.ietf:

@@ -115,6 +115,20 @@ def test_wire_encoding_matches_protobuf(ip, values, ts):
             assert tv.string_val == value
 
 
+@pytest.mark.parametrize("size", [0, 100, 127, 128, 200, 16383, 16384, 70000])
+def test_long_values_and_paths(size):
+    for encoding in (encode.JSON_IETF, encode.PROTO):
+        enc = encode.Encoder(encoding)
+        items = []
+        key = ("k" * (size // 2 or 1),)
+        enc.node_updates(VPORT, key, {"portgroup": "x" * size}, items, duplicates=size)
+        n = gnmi_pb2.SubscribeResponse.FromString(encode.subscribe_update(enc.notification(1, items))).update
+        u = n.update[0]
+        assert u.duplicates == size and u.path.elem[1].key["ip"] == key[0]
+        got = json.loads(u.val.json_ietf_val)["portgroup"] if encoding == encode.JSON_IETF else u.val.string_val
+        assert got == "x" * size
+
+
 def test_json_ietf_writes_64bit_integers_as_strings_and_json_does_not():
     state = S.nodes["/kubefabric-k8s:k8s/connection/state"]
     for encoding, want in ((encode.JSON_IETF, "12345678901"), (encode.JSON, 12345678901)):
