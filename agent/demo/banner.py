@@ -38,7 +38,7 @@ def banner(demo: DemoFabric, workdir_note: str) -> str:
             f"   {cli} vport-show                  # where every pod is",
             f"   {cli} service-show                # virtual IPs and backends",
             f"   {cli} connection-show             # pod-to-pod connections, state, latency",
-            f"   {cli} vport-history-show snapshot-time 1m   # the time machine",
+            f"   {cli} vport-history-show snapshot-time 30s   # the time machine: the table 30 s ago",
             f"   {cli2} k8s-connection-show        # leaf2 sees the replicated config",
             f"   {cli2} fabric-node-show",
         ]

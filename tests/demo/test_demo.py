@@ -144,7 +144,7 @@ def poll(fn, timeout: float = 20.0, what: str = ""):
 
 def test_demo_runs_the_fabric_answers_and_leaves_nothing_behind(tmp_path):
     workdir = tmp_path / "demo"
-    demo = Demo("--duration", "25", "--workdir", str(workdir))
+    demo = Demo("--duration", "15", "--workdir", str(workdir))
     try:
         demo.wait_for(BANNER_END)
         out = demo.output
@@ -197,7 +197,7 @@ def test_demo_runs_the_fabric_answers_and_leaves_nothing_behind(tmp_path):
         if demo.proc.poll() is None:
             demo.proc.kill()
     assert code == 0, demo.output
-    assert "--duration 25s reached" in demo.output and "demo stopped" in demo.output
+    assert "--duration 15s reached" in demo.output and "demo stopped" in demo.output
     pids = [n["pid"] for n in state["nodes"]] + state["etcd-pids"]
     assert pids and not [p for p in pids if alive(p)]
     assert not processes_mentioning(str(workdir))
