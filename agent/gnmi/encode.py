@@ -18,6 +18,7 @@ Encodings:
 from __future__ import annotations
 
 import json
+import struct
 import time
 
 from pygnmi.spec.v080 import gnmi_pb2
@@ -102,8 +103,23 @@ def _string_field(tag: bytes, text: str) -> bytes:
     return field(tag, text.encode())
 
 
+def _vlen(n: int) -> bytes:
+    return _SMALL[n] if n < 128 else varint(n)
+
+
+def update_field(path: bytes, typed_value: bytes, dup: bytes = b"") -> bytes:
+    """Notification.update field: Update{path, val, duplicates} in one allocation."""
+    n2, vl = len(path), len(typed_value)
+    body = 1 + len(_vlen(n2)) + n2 + 1 + len(_vlen(vl)) + vl + len(dup)
+    return b"".join((_T_NOTIF_UPDATE, _vlen(body), _T_UPDATE_PATH, _vlen(n2), path,
+                     _T_UPDATE_VAL, _vlen(vl), typed_value, dup))
+
+
 def scalar_typed_value(value: object, unsigned: bool = False) -> bytes:
     """TypedValue payload for a scalar or a leaf-list (PROTO encoding)."""
+    if type(value) is str:
+        b = value.encode()
+        return _T_TV_STRING + _vlen(len(b)) + b
     if value is True or value is False:
         return _T_TV_BOOL + (b"\x01" if value else b"\x00")
     if isinstance(value, int):
@@ -111,8 +127,6 @@ def scalar_typed_value(value: object, unsigned: bool = False) -> bytes:
             return _T_TV_UINT + varint(value)
         return _T_TV_INT + varint(value)
     if isinstance(value, float):
-        import struct
-
         return _T_TV_DOUBLE + struct.pack("<d", value)
     if isinstance(value, (list, tuple)):
         body = b"".join(field(_T_ARRAY_ELEM, scalar_typed_value(v, unsigned)) for v in value)
@@ -229,12 +243,11 @@ class Encoder:
         if self.encoding == PROTO:
             base = self.node_path(info, key)
             leaves = info.leaves
+            leaf_elem = self._leaf_elem
             for name, value in values.items():
                 li = leaves.get(name)
-                unsigned = li is not None and li.base == "uint"
-                path = base + self._leaf_elem(info, name)
-                body = field(_T_UPDATE_PATH, path) + field(_T_UPDATE_VAL, scalar_typed_value(value, unsigned)) + dup
-                out.append(field(_T_NOTIF_UPDATE, body))
+                tv = scalar_typed_value(value, li is not None and li.base == "uint")
+                out.append(update_field(base + leaf_elem(info, name), tv, dup))
             return
         if self._needs_64bit_conversion(info, values):
             values = {k: (leaf_json(v, True) if info.leaves.get(k) is not None and info.leaves[k].bits == 64 else v)
@@ -270,8 +283,7 @@ class Encoder:
                 value = leaf_json(value, li.is_64bit)
             val = field(_T_TV_JSON_IETF if self.ietf else _T_TV_JSON, _dumps(value).encode())
         dup = (_T_UPDATE_DUP + varint(duplicates)) if duplicates else b""
-        body = field(_T_UPDATE_PATH, self.path_body(info, key, leaf)) + field(_T_UPDATE_VAL, val) + dup
-        return field(_T_NOTIF_UPDATE, body)
+        return update_field(self.path_body(info, key, leaf), val, dup)
 
     def subtree_update(self, info: NodeInfo | None, key: tuple, value: object) -> bytes:
         """One Update carrying a JSON subtree at a node (Get); info None means the root."""
