@@ -111,7 +111,7 @@ class MalformedDatagram(Exception):
 
 def decode_datagram(
     data: bytes,
-    vxlan_ports: AbstractSet[int] = DEFAULT_VXLAN_PORTS,
+    vxlan_ports: frozenset[int] = DEFAULT_VXLAN_PORTS,
     geneve_port: int = DEFAULT_GENEVE_PORT,
 ) -> Datagram:
     """Decode one sFlow v5 datagram (the UDP payload).
