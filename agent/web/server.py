@@ -10,6 +10,8 @@ step) and a few JSON endpoints it polls:
                        as it was at T, from the time machine
 ``/api/services``      services and their backends; ``?at=T`` likewise
 ``/api/connections``   top talkers of the connection table (``?limit=N``)
+``/api/changes``       vPort and service-backend changes in ``?from=T1&to=T2``
+                       (the ticks under the time slider)
 =====================  ===================================================
 
 Live answers come from ``ds.read()``; past answers from ``ds.history``
@@ -54,6 +56,7 @@ SFLOW_STATS = "/kubefabric-sflow:sflow-collector/statistics"
 CONN_SETTINGS = "/kubefabric-connection:connection-stats-settings"
 
 MAX_CONNECTIONS_SHOWN = 500
+MAX_CHANGES = 2000
 # the authenticated user, in request storage (RequestKey exists from aiohttp 3.12 on)
 USER = web.RequestKey("user", object) if hasattr(web, "RequestKey") else "kubefabric.user"
 REALM = "kubefabric"
@@ -124,6 +127,7 @@ class WebServer:
         app.router.add_get("/api/vports", self._vports)
         app.router.add_get("/api/services", self._services)
         app.router.add_get("/api/connections", self._connections)
+        app.router.add_get("/api/changes", self._changes)
         app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
         return app
 
@@ -278,3 +282,21 @@ class WebServer:
                     entry[leaf] = _int(entry[leaf])
             rows.append(entry)
         return web.json_response({"total": len(table), "connections": rows})
+
+    async def _changes(self, request: web.Request) -> web.Response:
+        history = self._history_or_404()
+        now = time.time()
+        end = parse_time(request.query["to"]) if request.query.get("to") else now
+        start = parse_time(request.query["from"]) if request.query.get("from") else end - 3600
+        if start >= end:
+            raise TimeError("from must be before to")
+        rows = history.changes(start, end, kinds=("vport", "member"), limit=MAX_CHANGES + 1)
+        changes = []
+        for change in rows[:MAX_CHANGES]:
+            data = change.get("data") or {}
+            name = data.get("entity") or data.get("pod") or ""
+            changes.append({"time": change["time"], "op": change["op"], "kind": change["kind"],
+                            "cluster": change.get("cluster"), "key": change.get("key"),
+                            "member": change.get("member") or "", "name": name})
+        return web.json_response({"from": start, "to": end, "truncated": len(rows) > MAX_CHANGES,
+                                  "changes": changes})

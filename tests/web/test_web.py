@@ -119,6 +119,8 @@ def test_every_request_needs_credentials_of_a_configured_user(tmp_path):
         assert status == 200 and body["node"] == "leaf1" and body["user"] == "viewer"
         status, _ = get(addr, "/api/vports?at=yesterday")
         assert status == 400
+        status, body = get(addr, "/api/changes?from=1700000100&to=1700000000")
+        assert status == 400 and "before" in body
         request = urllib.request.Request(f"http://{addr}/api/summary", method="POST")
         request.add_header("Authorization", "Basic " + base64.b64encode(b"admin:admin-Secret-1").decode())
         with pytest.raises(urllib.error.HTTPError) as err:
@@ -187,6 +189,9 @@ async def test_page_shows_fabric_vports_services_graph_and_time_machine(web_agen
                 services = await page.inner_text("#services")
                 assert "storefront" in services and "NodePort" in services
                 assert await page.is_enabled("#time-slider")
+                # the churn shows as ticks under the slider: the new pod's vPort came, the old one's went
+                titles = await page.eval_on_selector_all("#time-ticks line.tick.vport title", "els => els.map(e => e.textContent)")
+                assert any(f"+ vport {new}" in t for t in titles) and any(f"- vport {gone}" in t for t in titles), titles
 
                 if exporter is not None:
                     await page.wait_for_function(

@@ -309,6 +309,31 @@ function setupTime() {
   });
 }
 
+// Ticks under the slider: when vPorts came and went (green up, red down) and backends changed (grey).
+async function drawTicks() {
+  const strip = $("time-ticks");
+  if (!view.historyAvailable) { strip.replaceChildren(); return; }
+  const to = Date.now() / 1000, from = to - view.windowSeconds;
+  let data;
+  try { data = await getJSON(`/api/changes?from=${from.toFixed(3)}&to=${to.toFixed(3)}`); }
+  catch (e) { return; }
+  strip.replaceChildren();
+  for (const c of data.changes) {
+    const x = (1000 * (c.time - from) / view.windowSeconds).toFixed(1);
+    const up = c.op === "update";
+    const attrs = c.kind === "vport"
+      ? { x1: x, x2: x, y1: up ? 2 : 12, y2: up ? 12 : 22, stroke: up ? "#1f9d55" : "#c53030" }
+      : { x1: x, x2: x, y1: 8, y2: 16, stroke: "#a0aec0" };
+    const line = svg("line", { ...attrs, "stroke-width": 1.5, class: "tick " + c.kind + " " + c.op });
+    line.appendChild(svg("title", {}, `${fmtTime(c.time)} ${c.op === "update" ? "+" : "-"} ${c.kind} ${c.name || c.key}`));
+    strip.appendChild(line);
+  }
+  if (view.at !== null) {
+    const x = (1000 * (view.at - from) / view.windowSeconds).toFixed(1);
+    strip.appendChild(svg("line", { x1: x, x2: x, y1: 0, y2: 24, stroke: "#2a4365", "stroke-width": 3, class: "cursor" }));
+  }
+}
+
 // ---------------------------------------------------------------- refresh loop
 
 async function refresh() {
@@ -324,6 +349,7 @@ async function refresh() {
     renderVports(vports);
     renderServices(services);
     renderConnections(conns, summary);
+    await drawTicks();
     document.body.dataset.loaded = "true";
   } catch (err) {
     $("updated").textContent = "error: " + err.message;
