@@ -91,6 +91,7 @@ class EtcdFabricStore(FabricStore):
         self._watch_rev: int | None = None  # last revision the watch has seen; None: re-read all
         self._abandoned: set[str] = set()  # commit ids we reported as failed
         self._tasks: list[asyncio.Task] = []
+        self._watch_ready: asyncio.Event | None = None
         self.takeover: OwnerTakeover | None = None
 
     def _cache_path(self, data_dir: Path) -> Path:
@@ -107,10 +108,13 @@ class EtcdFabricStore(FabricStore):
         self._on_change = on_change
         self._publish_sync()
         self.client = make_client(self.endpoints, self.op_timeout)
+        self._watch_ready = asyncio.Event()
         self.keeper = LeaseKeeper(self.endpoints, self.probe_interval, self.op_timeout)
         self.keeper.start()
+        synced = False
         try:
             await asyncio.wait_for(self._initial_sync(), self.connect_timeout)
+            synced = True
         except (aetcd.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.warning("etcd %s unreachable at start (%s): serving the last known fabric config, stale",
                         ",".join(self.endpoints), exc or type(exc).__name__)
@@ -119,6 +123,11 @@ class EtcdFabricStore(FabricStore):
             asyncio.create_task(self._watch_loop(), name="fabric-watch"),
             asyncio.create_task(self._probe_loop(), name="fabric-probe"),
         ]
+        if synced:  # "ready" should mean in-sync: let the watch get established first
+            try:
+                await asyncio.wait_for(self._watch_ready.wait(), self.connect_timeout)
+            except asyncio.TimeoutError:
+                pass
         if self.ds is not None:
             self.takeover = OwnerTakeover(self, self.ds, self.owner_grace)
             self._tasks.append(asyncio.create_task(self.takeover.run(), name="fabric-owner"))
@@ -267,17 +276,18 @@ class EtcdFabricStore(FabricStore):
                 break
             except asyncio.CancelledError:
                 raise
-            except (aetcd.ConnectionFailedError, aetcd.ConnectionTimeoutError, asyncio.TimeoutError) as exc:
-                # Safe to send again: if an earlier attempt landed, the guard now fails and
-                # the failure branch shows our commit id.
+            except (aetcd.InvalidArgumentError, aetcd.PreconditionFailedError) as exc:
+                raise ConfigError("operation-failed", f"fabric store refused the write: {exc}") from None
+            except (aetcd.ClientError, asyncio.TimeoutError) as exc:
+                # etcd answers "no leader", "request timed out", "context deadline exceeded"
+                # (or nothing) while it has no quorum.  Safe to send again: if an earlier
+                # attempt landed, the guard now fails and the failure branch shows our commit id.
                 if loop.time() + 0.1 >= deadline or not self._reachable:
                     self._abandoned.add(commit_id)
                     raise UnavailableError(
                         f"fabric store (etcd) did not confirm the write within {self.commit_timeout:g}s: {_why(exc)}"
                     ) from None
                 await asyncio.sleep(0.1)
-            except aetcd.ClientError as exc:
-                raise ConfigError("operation-failed", f"fabric store refused the write: {exc}") from None
         if ok:
             revision = responses[0].response_put.header.revision
             self._committed(tree, revision)
@@ -342,6 +352,8 @@ class EtcdFabricStore(FabricStore):
             self._publish_sync()
 
     def _set_watching(self, watching: bool) -> None:
+        if watching and self._watch_ready is not None:
+            self._watch_ready.set()
         if watching != self._watching:
             self._watching = watching
             self._publish_sync()

@@ -14,14 +14,16 @@ from urllib.parse import urlsplit
 
 import aetcd
 
+from agent.settings import SettingsError
+
 # gRPC status codes after which the same request may be sent again to
 # another member: the request did not reach a member able to apply it, or
 # the guarded transaction makes a repeat harmless (see EtcdFabricStore.commit).
 RETRYABLE = (aetcd.ConnectionFailedError,)
 
 
-class EndpointError(ValueError):
-    """An --etcd endpoint that cannot be used."""
+class EndpointError(SettingsError):
+    """An --etcd endpoint that cannot be used (the agent refuses to start)."""
 
 
 def parse_endpoint(url: str) -> tuple[str, int]:
@@ -49,7 +51,8 @@ def grpc_target(endpoints: list[str]) -> str:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise EndpointError(f"etcd endpoint {url!r}: cannot resolve {host}: {exc.strerror}") from None
-        family, _, _, _, addr = infos[0]
+        # prefer IPv4 ("localhost" may list ::1 first), so mixed lists stay one family
+        family, _, _, _, addr = min(infos, key=lambda info: info[0] != socket.AF_INET)
         if family == socket.AF_INET6:
             v6.append(f"[{addr[0]}]:{port}")
         else:
