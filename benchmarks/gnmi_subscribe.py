@@ -57,7 +57,7 @@ def row(i: int) -> dict:
 
 # ---------------------------------------------------------------------------- server process
 
-def serve(entries: int) -> None:
+def serve(entries: int, gc_freeze: bool = False) -> None:
     from agent.auth import User
     from agent.datastore import Datastore
     from agent.gnmi import encode
@@ -150,6 +150,10 @@ def serve(entries: int) -> None:
             }),
         )
         srv = GnmiServer(ds, Auth(), addr="127.0.0.1:0", insecure=True, extra_handlers=handlers)
+        if gc_freeze:
+            import gc
+
+            gc.freeze()
         srv_box["srv"] = srv
         srv.limits.max_updates = limits_max
         build(limits_max)
@@ -280,21 +284,29 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--bundles", default="1000,1",
                     help="Updates per Notification to measure (comma-separated; 1 disables bundling)")
+    ap.add_argument("--only-latency", action="store_true", help="skip the bursts")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="gc.freeze() in the server after loading the table (long-lived objects leave the GC's scans)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve(args.entries)
+        serve(args.entries, args.gc_freeze)
         return 0
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--entries", str(args.entries)],
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "--entries", str(args.entries)]
+                              + (["--gc-freeze"] if args.gc_freeze else []),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         port = json.loads(server.stdout.readline())["port"]
         channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)])
         stub = gnmi_pb2_grpc.gNMIStub(channel)
         print(f"gNMI Subscribe benchmark: {args.entries} vPorts, {args.rounds} bursts each, "
-              f"{os.cpu_count()} CPUs, server and client in separate processes")
+              f"{os.cpu_count()} CPUs, server and client in separate processes, "
+              f"load average {os.getloadavg()[0]:.1f}" + (", gc.freeze()" if args.gc_freeze else ""))
+        lat = run_latency(channel, stub, args.seconds, args.rate)
+        print(f"  ON_CHANGE latency at {args.rate}/s for {args.seconds:.0f} s: p50 {lat['p50_ms']:.2f} ms  "
+              f"p99 {lat['p99_ms']:.2f} ms  max {lat['max_ms']:.2f} ms  ({lat['received']}/{lat['sent']} received)")
         bundle_rpc = channel.unary_unary("/bench.Control/Bundle")
-        for bundle in (int(b) for b in args.bundles.split(",")):
+        for bundle in (int(b) for b in args.bundles.split(",") if not args.only_latency):
             bundle_rpc(json.dumps({"bundle": bundle}).encode())
             print(f" up to {bundle} Updates per Notification:")
             for name in ("JSON_IETF", "PROTO"):
@@ -305,9 +317,6 @@ def main() -> int:
                       f"{ours['face_per_s']:>9,.0f}/s from the feed's publish   ceiling {ceiling:>10,.0f} updates/s   "
                       f"ratio {ours['updates_per_s'] / ceiling:.2f}")
         bundle_rpc(json.dumps({"bundle": 1000}).encode())
-        lat = run_latency(channel, stub, args.seconds, args.rate)
-        print(f"  ON_CHANGE latency at {args.rate}/s for {args.seconds:.0f} s: p50 {lat['p50_ms']:.2f} ms  "
-              f"p99 {lat['p99_ms']:.2f} ms  max {lat['max_ms']:.2f} ms  ({lat['received']}/{lat['sent']} received)")
         channel.close()
     finally:
         server.stdin.close()
