@@ -238,7 +238,6 @@ async def test_page_shows_fabric_vports_services_graph_and_time_machine(web_agen
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (run scripts/install-browser.sh)")
 async def test_slider_says_history_is_unavailable_without_a_history_store(tmp_path):
     pytest.importorskip("playwright", reason="playwright is not installed (run scripts/install-browser.sh)")
-    from aiohttp import web
     from playwright.async_api import async_playwright
 
     from agent.auth import Authenticator, UserEntry, hash_password
