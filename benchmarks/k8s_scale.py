@@ -251,6 +251,7 @@ def bench_history(tmp: Path, records: int, queries: int = 300) -> dict:
     mean_life = 9 * 3600.0   # ~5,000 vPorts alive at any time with this churn
 
     def gen():
+        """Compact (kind, ip, name, ns, svc, start, end) tuples; loaded in time order as the agent writes them."""
         cursor = {ip: t0 + rng.random() * mean_life for ip in ips}
         produced = 0
         while produced < records:
@@ -258,34 +259,37 @@ def bench_history(tmp: Path, records: int, queries: int = 300) -> dict:
             start = cursor[ip]
             if start >= now:
                 continue
-            life = rng.expovariate(1 / mean_life)
-            end = start + life
+            end = start + rng.expovariate(1 / mean_life)
             cursor[ip] = end + rng.expovariate(1 / (mean_life * 12))
             name = f"app-{rng.randrange(500)}-{rng.randrange(1 << 30):08x}"
             ns, svc = rng.choice(services)
             end_v = None if end >= now else end
-            yield ("pod", "bench", ip, name, {"namespace": ns, "name": name, "uid": name, "node": "w1",
-                                               "phase": "Running", "labels": f"app:{svc}", "host-network": False,
-                                               "node-ip": "192.168.100.10"}, start, end_v)
-            yield ("vport", "bench", ip, "", {"ip": ip, "owner": "leaf1", "mac": "88:88:88:00:00:01", "vlan": 4090,
-                                              "svc-name": "bench", "hostname": "w1", "entity": name,
-                                              "power": "Running", "portgroup": f"app:{svc}",
-                                              "status": "host,pod,k8s", "namespace": ns}, start, end_v)
+            yield ("pod", ip, name, ns, svc, start, end_v)
+            yield ("vport", ip, name, ns, svc, start, end_v)
             produced += 2
             if rng.random() < 0.5:
-                yield ("member", "bench", f"{ns}/{svc}", f"{ns}/{name}@{ip}",
-                       {"pod": name, "ip": ip, "node": "w1"}, start, end_v)
+                yield ("member", ip, name, ns, svc, start, end_v)
                 produced += 1
 
+    def record(t):
+        kind, ip, name, ns, svc, start, end_v = t
+        if kind == "pod":
+            return ("pod", "bench", ip, name, {"namespace": ns, "name": name, "uid": name, "node": "w1",
+                                               "phase": "Running", "labels": f"app:{svc}", "host-network": False,
+                                               "node-ip": "192.168.100.10"}, start, end_v)
+        if kind == "vport":
+            return ("vport", "bench", ip, "", {"ip": ip, "owner": "leaf1", "mac": "88:88:88:00:00:01", "vlan": 4090,
+                                               "svc-name": "bench", "hostname": "w1", "entity": name,
+                                               "power": "Running", "portgroup": f"app:{svc}",
+                                               "status": "host,pod,k8s", "namespace": ns}, start, end_v)
+        return ("member", "bench", f"{ns}/{svc}", f"{ns}/{name}@{ip}", {"pod": name, "ip": ip, "node": "w1"},
+                start, end_v)
+
     load_start = time.perf_counter()
-    batch = []
-    for rec in gen():
-        batch.append(rec)
-        if len(batch) >= 50_000:
-            h.bulk_load(batch)
-            batch = []
-    if batch:
-        h.bulk_load(batch)
+    compact = sorted(gen(), key=lambda t: t[5])
+    for i in range(0, len(compact), 50_000):
+        h.bulk_load(record(t) for t in compact[i:i + 50_000])
+    del compact
     load = time.perf_counter() - load_start
     total = h.count()
 

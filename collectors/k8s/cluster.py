@@ -269,6 +269,16 @@ class ClusterConnection:
             self._set_pod(view, now)
         for uid in [u for u in self.pods if u not in seen]:
             self._drop_pod(uid, now)
+        # records left open by an earlier run of the agent for pods that are gone now
+        history = self.manager.history
+        held = {(ip, v.uid) for v in self.pods.values() if v.holds_ips for ip in v.ips}
+        for ip, uid in history.open_members("pod", self.name):
+            if (ip, uid) not in held:
+                history.end("pod", self.name, ip, uid, now)
+        shown = self.manager.shown_cluster
+        for ip, _ in history.open_members("vport", self.name):
+            if shown(ip) != self.name:
+                history.end("vport", self.name, ip, "", now)
 
     def _set_pod(self, view: PodView, now: float) -> None:
         old = self.pods.get(view.uid)
@@ -318,6 +328,10 @@ class ClusterConnection:
             self._write_service(*key, now)
         for ns, name in [k for k in self.services.services if k not in seen]:
             self._drop_service(ns, name, now)
+        history = self.manager.history
+        for key, _ in history.open_members("service", self.name):
+            if tuple(key.split("/", 1)) not in seen:
+                history.end("service", self.name, key, "", now)
 
     def _replace_slices(self, items: list[dict], now: float) -> None:
         affected = set(self._members)
@@ -329,6 +343,11 @@ class ClusterConnection:
                 affected.add(key)
         for key in affected:
             self._write_members(*key, now)
+        history = self.manager.history
+        for key, member in history.open_members("member", self.name):
+            ns, _, name = key.partition("/")
+            if member not in self._members.get((ns, name), ()):
+                history.end("member", self.name, key, member, now)
 
     def _write_service(self, ns: str, name: str, now: float) -> None:
         row = self.services.row(ns, name)

@@ -27,8 +27,9 @@ use the query methods (``pod_at``, ``pods_at``, ``service_backends``,
 ``service_backends_between``, ``vports_at``, ``services_at``, ``cni_at``,
 ``changes``).
 
-Indexes keep queries flat as history grows: ``(kind, key, valid_from)``
-answers "who held IP X at T" and "backends of S at T"; an R*Tree over
+Indexes keep queries flat as history grows: ``(kind, key, valid_from,
+valid_to, cluster, member)`` answers "who held IP X at T" and, without
+touching the table, "backends of S at T"; an R*Tree over
 ``(kind, valid_from, valid_to)`` answers "the whole vPort table at T" as a
 stabbing query; ``valid_from`` and ``valid_to`` indexes serve ``changes``.
 The R*Tree stores 32-bit floats rounded outward, so it only pre-selects;
@@ -70,7 +71,7 @@ CREATE TABLE IF NOT EXISTS record (
     valid_from REAL NOT NULL,
     valid_to REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS record_by_key_span ON record(kind, key, valid_from, valid_to);
+CREATE INDEX IF NOT EXISTS record_by_key_span ON record(kind, key, valid_from, valid_to, cluster, member);
 CREATE UNIQUE INDEX IF NOT EXISTS record_open ON record(kind, cluster, key, member) WHERE valid_to = {OPEN_END!r};
 CREATE INDEX IF NOT EXISTS record_by_from ON record(valid_from);
 CREATE INDEX IF NOT EXISTS record_by_to ON record(valid_to);

@@ -100,6 +100,8 @@ class K8sManager:
         self._tasks = []
         for conn in list(self.connections.values()):
             await conn.stop()
+        if getattr(self.ds, "history", None) is self.history:
+            self.ds.history = None       # faces answer "no history store" rather than touch a closed one
         self.history.close()
 
     async def settle(self) -> None:
@@ -200,6 +202,10 @@ class K8sManager:
         """The pod no longer holds ``ip``."""
         if self.ip_table.release(ip, cluster, uid):
             self._show(ip, now)
+
+    def shown_cluster(self, ip: str) -> str | None:
+        """The cluster whose vPort row is shown for ``ip``."""
+        return self._shown.get(ip)
 
     def _show(self, ip: str, now: float) -> None:
         winner = self.ip_table.winner(ip)

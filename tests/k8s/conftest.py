@@ -40,17 +40,19 @@ async def apiserver_factory():
 async def manager_factory(tmp_path):
     managers: list[K8sManager] = []
 
-    async def make(ds: FakeDatastore | None = None, retention_days: float = 30, **kwargs) -> tuple[K8sManager, FakeDatastore]:
+    async def make(ds: FakeDatastore | None = None, retention_days: float = 30, data_dir=None,
+                   **kwargs) -> tuple[K8sManager, FakeDatastore]:
         ds = ds or FakeDatastore("leaf1")
         kwargs.setdefault("watch_options", FAST)
-        manager = K8sManager(ds, tmp_path / f"data-{len(managers)}", retention_days, **kwargs)
+        manager = K8sManager(ds, data_dir or tmp_path / f"data-{len(managers)}", retention_days, **kwargs)
         await manager.start()
         managers.append(manager)
         return manager, ds
 
     yield make
     for manager in managers:
-        await manager.stop()
+        if manager._started:
+            await manager.stop()
 
 
 def state_of(ds: FakeDatastore, cluster: str) -> dict:

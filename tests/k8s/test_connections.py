@@ -421,3 +421,32 @@ async def test_configmaps_are_requested_by_name(apiserver_factory, manager_facto
                "data": {"net-conf.json": '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'}})
     await ds.wait_for(lambda: ds.state.entries(CNI)[("k8s01",)]["backend"] == "host-gw", 5)
     assert "coredns" not in repr(manager.connections["k8s01"].cni_sources.configmaps)
+
+
+async def test_history_survives_an_agent_restart(apiserver_factory, manager_factory, tmp_path):
+    srv = await apiserver_factory("flannel-vxlan", pods=10)
+    kc = srv.write_kubeconfig(tmp_path / "kc", cluster_name="k8s01")
+    manager, ds = await manager_factory(data_dir=tmp_path / "agent-data")
+    ds.set_connections(conn("k8s01", kc, **{"create-vport": True}))
+    await connected(ds, "k8s01")
+    before = vports(ds)
+    await asyncio.sleep(0.05)
+    t_before = time.time()
+    await manager.stop()
+    assert ds.history is None
+    gone = [p for p in srv.objects("pods")[:3]]
+    for pod in gone:                                    # deleted while the agent was down
+        srv.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+    await asyncio.sleep(0.05)
+    manager2, ds2 = await manager_factory(data_dir=tmp_path / "agent-data")
+    ds2.set_connections(conn("k8s01", kc, **{"create-vport": True}))
+    await connected(ds2, "k8s01")
+    history = ds2.history
+    assert {ip: r["entity"] for ip, r in history.vports_at(t_before).items()} == \
+        {ip: r["entity"] for ip, r in before.items()}
+    for pod in gone:
+        ip = pod["status"]["podIP"]
+        assert history.pod_at(ip, t_before)["name"] == pod["metadata"]["name"]
+        assert history.pod_at(ip) is None and ip not in vports(ds2)
+    kept = next(ip for ip in before if ip not in {p["status"]["podIP"] for p in gone})
+    assert history.pod_at(kept)["valid_from"] < t_before       # the same interval, not a new one
