@@ -40,10 +40,23 @@ class Op:
 
 def plan(schema: Schema, request: gnmi_pb2.SetRequest) -> list[Op]:
     """Check and decode every operation, in the spec's order; raises PathError."""
+    _refuse_unknown_operations(request)
     ops = [_op(schema, request.prefix, p, DELETE, None) for p in request.delete]
     ops += [_op(schema, request.prefix, u.path, REPLACE, u) for u in request.replace]
     ops += [_op(schema, request.prefix, u.path, UPDATE, u) for u in request.update]
     return ops
+
+
+def _refuse_unknown_operations(request) -> None:
+    """A newer client's operation our gnmi.proto lacks (union_replace is field 6) must not be ignored."""
+    try:
+        from google.protobuf.unknown_fields import UnknownFieldSet
+    except ImportError:  # pragma: no cover - older protobuf
+        return
+    numbers = sorted({f.field_number for f in UnknownFieldSet(request)})
+    if numbers:
+        what = "union_replace" if numbers == [6] else f"fields {numbers}"
+        raise PathError("UNIMPLEMENTED", f"SetRequest {what} is not supported; nothing was changed")
 
 
 def _op(schema: Schema, prefix, path, kind: int, update) -> Op:

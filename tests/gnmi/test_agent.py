@@ -213,7 +213,21 @@ def test_bad_input_gets_the_right_status_and_changes_nothing(gc, raw):
             path=parse("/k8s/connection[cluster-name=a]/enable"), val=gnmi_pb2.TypedValue(proto_bytes=b"\x01"))]),
             metadata=md)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # union_replace (field 6 of a newer gnmi.proto) must be refused, not silently ignored
+    union = gnmi_pb2.Update(path=parse("/k8s/connection[cluster-name=u]"),
+                            val=gnmi_pb2.TypedValue(json_ietf_val=json.dumps(conn("u")).encode())).SerializeToString()
+    channel = grpc.insecure_channel(gc_target(gc))
+    call = channel.unary_unary("/gnmi.gNMI/Set", request_serializer=lambda b: b,
+                               response_deserializer=gnmi_pb2.SetResponse.FromString)
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"\x32" + bytes([len(union)]) + union, metadata=md)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    channel.close()
     assert connections(gc) == before
+
+
+def gc_target(client) -> str:
+    return client._gNMIclient__target_path
 
 
 def test_scalar_typed_values_set_leaves(raw, gc):

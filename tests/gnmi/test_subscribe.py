@@ -217,9 +217,35 @@ async def test_config_changes_reach_subscribers(h):
     await h.ds.propose(add, user="admin", face="test")
     updates, _ = flat(await sub.collect(0.3))
     assert updates["/k8s/connection[cluster-name=c1]"]["kube-config"] == "/etc/kube/c1"
+    def drop_owner(tree):
+        del tree["kubefabric-k8s:k8s"]["connection"][0]["owner"]
+        tree["kubefabric-k8s:k8s"]["connection"][0]["owner"] = "leaf2"
+        return tree
+
+    await h.ds.propose(drop_owner, user="admin", face="test")
+    updates, _ = flat(await sub.collect(0.3))
+    assert updates == {"/k8s/connection[cluster-name=c1]": {"owner": "leaf2"}}
     await h.ds.propose(lambda t: {}, user="admin", face="test")
     _, deletes = flat(await sub.collect(0.3))
     assert deletes == ["/k8s/connection[cluster-name=c1]"]
+
+
+async def test_removed_leaf_is_a_leaf_delete_and_cancel_cleans_up(h):
+    h.ds.state.upsert(VPORT, ("10.0.0.1",), vport_row(1))
+    sub = h.subscribe(["/vports/vport"])
+    await sub.until_sync()
+    row = vport_row(1)
+    del row["portgroup"]
+    h.ds.state.upsert(VPORT, ("10.0.0.1",), row)
+    _, deletes = flat(await sub.collect(0.3))
+    assert deletes == ["/vports/vport[ip=10.0.0.1]/portgroup"]
+    assert h.ds.feed.listener_count == 1
+    sub.cancel()
+    for _ in range(50):
+        if h.ds.feed.listener_count == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert h.ds.feed.listener_count == 0 and h.srv.stats["sessions"] == 0
 
 
 async def test_bad_subscriptions(h):
