@@ -10,11 +10,12 @@ PYTEST_ARGS ?=
 ## venv: create .venv and install the project, its test tools and the Debian tools (idempotent)
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-system-deps.sh
+$(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/install-browser.sh
 	bash scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	PYTHON=$(BIN)/python bash scripts/install-browser.sh
 	touch $(STAMP)
 
 ## demo: run the demo (agent on loopback with a generated admin password)
