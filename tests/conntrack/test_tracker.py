@@ -201,3 +201,37 @@ def test_fast_extraction_agrees_with_flow_records_on_every_shared_capture():
             assert samples_from_datagram(dg, 1.0) == slow, capture.name
             checked += len(slow)
     assert checked > 2000
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_packet = st.tuples(st.booleans(), st.sampled_from(["syn", "syn-ack", "ack", "psh", "fin", "rst"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(packets=st.lists(_packet, min_size=1, max_size=30), client_port=st.integers(1, 65535),
+       server_port=st.integers(1, 65535))
+def test_any_sample_order_meets_in_one_entry_oriented_by_the_handshake(packets, client_port, server_port):
+    """Whatever packets of one connection are sampled, in whatever order: one entry, every packet counted,
+    and once a SYN (client's) or SYN-ACK (server's) was sampled, src is the client."""
+    if client_port == server_port:
+        server_port = client_port % 65535 + 1
+    flags = {"syn": SYN, "syn-ack": SYN | ACK, "ack": ACK, "psh": PSH | ACK, "fin": FIN | ACK, "rst": RST}
+    tr = ConnectionTracker()
+    for i, (from_client, kind) in enumerate(packets):
+        if kind == "syn":
+            from_client = True
+        elif kind == "syn-ack":
+            from_client = False
+        s, d, sp, dp = (C, S, client_port, server_port) if from_client else (S, C, server_port, client_port)
+        tr.observe(float(i), "192.0.2.1", 1, 100, 0, 0, "none", s, d, 6, sp, dp, flags[kind])
+    conn = only(tr)
+    reopened = any(k == "syn" and any(k2 in ("fin", "rst") for _, k2 in packets[:i]) for i, (_, k) in enumerate(packets))
+    if reopened:  # a SYN after FIN/RST starts a new connection on the entry: only its packets count
+        assert 1 <= conn.packets < len(packets)
+    else:
+        assert conn.packets == len(packets)
+    if any(kind in ("syn", "syn-ack") for _, kind in packets):
+        assert (conn.src_ip, conn.src_port, conn.dst_ip, conn.dst_port) == (C, client_port, S, server_port)
+    assert conn.state in ("syn", "syn-ack", "established", "fin", "rst", "closed")
