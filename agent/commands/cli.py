@@ -66,6 +66,11 @@ def run(args) -> int:
     except CliError as exc:
         print(f"kubefabric cli: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `kubefabric cli vport-show | head`: the reader left; that is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _session(runner: asyncio.Runner, args, addr: str, username: str, password: str, words: list[str], as_json: bool) -> int:
