@@ -189,10 +189,11 @@ class Session:
                 unsubscribe = self.ds.feed.subscribe(self._on_changes)
             self._tasks.append(asyncio.ensure_future(self._read(requests)))
             if not self.updates_only:
-                await self._send_snapshot(self.subs)
-                for sub in self.subs:
+                nodes = list(self._gather(self.subs).values())
+                for sub in self.subs:  # what suppress_redundant compares against: this same instant
                     if sub.suppress:
                         sub.last = {ident: dict(e[2]) for ident, e in self._gather([sub]).items()}
+                await self._send_nodes(nodes)
             await self._write(encode.SYNC_RESPONSE, 0)
             if self.mode == ONCE:
                 return
