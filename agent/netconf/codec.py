@@ -9,11 +9,39 @@ when the whole candidate is validated.
 """
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from agent.datastore.schema import LeafInfo, NodeInfo, Schema
 
 from .rpcerror import RpcError
+
+
+# characters XML 1.0 cannot carry (state strings come from Kubernetes and packets)
+_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# our own generated XML: no size or depth limits needed, still no entities or network
+_TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+
+
+def _escape(text: str) -> str:
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _leaf_text(name: str, value: object) -> str:
+    if value is True:
+        return f"<{name}>true</{name}>"
+    if value is False:
+        return f"<{name}>false</{name}>"
+    if value is None or value == [None]:
+        return f"<{name}/>"
+    return f"<{name}>{_escape(str(value))}</{name}>"
 
 
 class Codec:
@@ -150,41 +178,56 @@ class Codec:
         return tree
 
     def to_xml(self, tree: dict, parent: etree._Element, tops: set[str] | None = None) -> None:
-        """Append an RFC 7951 tree's top-level nodes (all, or those named in `tops`) to `parent`."""
+        """Append an RFC 7951 tree's top-level nodes (all, or those named in `tops`) to `parent`.
+
+        The XML is written as text and parsed once by libxml2: for a 10,000-entry vPort table
+        that is several times faster than creating each element through the lxml API.
+        """
+        parts: list[str] = []
         for qname, body in tree.items():
             if tops is not None and qname not in tops:
                 continue
             info = self.schema.top.get(qname)
             if info is None or not isinstance(body, dict) or not body:
                 continue
-            ns = self.module_ns[info.module]
-            elem = etree.SubElement(parent, f"{{{ns}}}{info.name}", nsmap={None: ns})
-            self._body_to_xml(body, info, elem, f"{{{ns}}}")
+            parts.append(f'<{info.name} xmlns="{self.module_ns[info.module]}">')
+            self._body_text(body, info, parts)
+            parts.append(f"</{info.name}>")
+        if not parts:
+            return
+        text = "".join(parts)
+        if _INVALID_XML_CHARS.search(text):
+            text = _INVALID_XML_CHARS.sub("\ufffd", text)
+        holder = etree.fromstring(f"<holder>{text}</holder>", _TRUSTED_PARSER)
+        parent.extend(list(holder))
 
-    def _body_to_xml(self, body: dict, info: NodeInfo, elem: etree._Element, q: str) -> None:
-        sub = etree.SubElement
-        for key in info.own_keys:
+    def _body_text(self, body: dict, info: NodeInfo, out: list[str]) -> None:
+        leaves, children, own_keys = info.leaves, info.children, info.own_keys
+        for key in own_keys:
             if key in body:
-                sub(elem, q + key).text = self.leaf_to_text(info.leaves[key], body[key])
+                out.append(_leaf_text(key, body[key]))
         for name, value in body.items():
-            leaf = info.leaves.get(name)
+            leaf = leaves.get(name)
             if leaf is not None:
-                if name in info.own_keys:
+                if name in own_keys:
                     continue
                 if leaf.is_list:
-                    for v in value:
-                        sub(elem, q + name).text = self.leaf_to_text(leaf, v)
+                    out.extend(_leaf_text(name, v) for v in value)
                 else:
-                    sub(elem, q + name).text = self.leaf_to_text(leaf, value)
+                    out.append(_leaf_text(name, value))
                 continue
-            child = info.children.get(name)
+            child = children.get(name)
             if child is None:
                 continue
             if child.kind == "list":
                 for entry in value:
-                    self._body_to_xml(entry, child, sub(elem, q + name), q)
+                    out.append(f"<{name}>")
+                    self._body_text(entry, child, out)
+                    out.append(f"</{name}>")
             else:
-                self._body_to_xml(value, child, sub(elem, q + name), q)
+                out.append(f"<{name}>")
+                self._body_text(value, child, out)
+                out.append(f"</{name}>")
 
     def schema_node_of(self, elem: etree._Element) -> NodeInfo | None:
         """Schema node of a data element (walking up to its top-level ancestor), or None for leaves/unknown."""

@@ -127,8 +127,12 @@ class Filter:
 
 
 def _name_matches(f: etree._Element, d: etree._Element) -> bool:
-    fq, dq = etree.QName(f), etree.QName(d)
-    return fq.localname == dq.localname and (not fq.namespace or fq.namespace == dq.namespace)
+    ftag, dtag = f.tag, d.tag
+    if ftag == dtag:
+        return True
+    if ftag[0] == "{":  # a namespace in the filter must match exactly
+        return False
+    return dtag.endswith("}" + ftag)  # no namespace in the filter: any namespace matches
 
 
 def _is_content_match(f: etree._Element) -> bool:
