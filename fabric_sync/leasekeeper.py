@@ -67,14 +67,16 @@ class LeaseKeeper(threading.Thread):
         for attempt in range(2):  # a member that just died fails at once: the next try goes elsewhere
             try:
                 replies = stub.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.timeout)
-                for reply in replies:
-                    if lease_id == self._lease_id:
-                        if reply.TTL <= 0:
-                            self.expired = True
-                        else:
-                            self.last_ok = time.monotonic()
-                        self.ok = True
-                    return
+                try:
+                    reply = next(replies, None)
+                finally:
+                    replies.cancel()
+                if reply is not None and lease_id == self._lease_id:
+                    if reply.TTL <= 0:
+                        self.expired = True
+                    else:
+                        self.last_ok = time.monotonic()
+                    self.ok = True
                 return
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
