@@ -35,3 +35,30 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     # grpc and asyncssh are chatty at info level
     for noisy in ("asyncssh", "aiohttp.access", "kubernetes_asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class AuditFormatter(logging.Formatter):
+    """One JSON object per config change: ts, user, face, peer, node, revision, changes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"}
+        out.update(getattr(record, "audit", None) or {"msg": record.getMessage()})
+        return json.dumps(out, sort_keys=False)
+
+
+def setup_audit_log(path: str) -> logging.Handler:
+    """Append the "kubefabric.audit" records to `path` (created 0600) as JSON lines, beside the agent log.
+
+    Raises OSError when the file cannot be opened.
+    """
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.close(fd)
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(AuditFormatter())
+    handler.setLevel(logging.INFO)
+    audit = logging.getLogger("kubefabric.audit")
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    return handler

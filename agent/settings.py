@@ -31,6 +31,8 @@ class Settings:
     tls_client_ca: str | None = None
     log_level: str = "info"
     log_format: str = "text"
+    #: also write every config change as a JSON line to this file (mode 0600); None: the agent log only
+    audit_log: str | None = None
     users: list[UserEntry] = field(default_factory=list)
     # later faces and producers; None means "not started"
     netconf_addr: str | None = None

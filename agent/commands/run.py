@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.logs import setup_logging
+from agent.logs import setup_audit_log, setup_logging
 from agent.settings import Settings, SettingsError, split_endpoints
 
 log = logging.getLogger("kubefabric")
@@ -36,6 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--owner-grace", type=float, help="seconds an owner may stay offline before another node takes over")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     p.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    p.add_argument("--audit-log", metavar="PATH", help="also append every config change to PATH as JSON lines")
     p.set_defaults(func=run)
 
 
@@ -45,7 +46,7 @@ def settings_from_args(args) -> Settings:
     for name in (
         "node_name", "data_dir", "gnmi_addr", "insecure", "tls_cert", "tls_key", "tls_client_ca",
         "netconf_addr", "cli_ssh_addr", "sflow_addr", "sflow_workers", "metrics_addr", "web_addr",
-        "fabric", "role", "owner_grace", "log_level", "log_format",
+        "fabric", "role", "owner_grace", "log_level", "log_format", "audit_log",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -65,6 +66,13 @@ def run(args) -> int:
         print(f"kubefabric run: {exc}", file=sys.stderr)
         return 1
     setup_logging(settings.log_level, settings.log_format)
+    if settings.audit_log:
+        try:
+            setup_audit_log(settings.audit_log)
+        except OSError as exc:
+            print(f"kubefabric run: cannot open the audit log {settings.audit_log}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
     try:
         return asyncio.run(_serve(settings))
     except SettingsError as exc:

@@ -83,7 +83,7 @@ class Datastore:
         await self.fabric.stop()
 
     # -- config writes -------------------------------------------------------
-    async def propose(self, edit: EditFn, *, user: str, face: str) -> int:
+    async def propose(self, edit: EditFn, *, user: str, face: str, peer: str = "") -> int:
         """Apply `edit` to the running config: validated, replicated, applied.
 
         `edit` receives a private copy of the running config (RFC 7951) and
@@ -91,7 +91,10 @@ class Datastore:
         wrote first, it is re-run on the newer config and validated again,
         so fabric caps hold across racing writers.  Raises ConfigError (or
         UnavailableError) and changes nothing on refusal.  Returns the
-        fabric revision after the commit.
+        fabric revision after the commit.  Every applied change is written
+        to the "kubefabric.audit" logger: who (`user`), through which face
+        (and from which `peer` address when the face knows it), and which
+        nodes and leaves changed (leaf names and list keys, never leaf values).
         """
         async with self._write_lock:
             for _attempt in range(20):
@@ -120,9 +123,10 @@ class Datastore:
                     self._fabric_tree = fabric_new
                     self._applied_revision = max(self._applied_revision, revision)
                 self._local = local_new
-                self._apply(candidate, full)
+                old_flat = self.config.flat
+                changes = self._apply(candidate, full)
                 self.commits += 1
-                audit.info("config change by %s via %s: %s", user, face, _summary(base, candidate))
+                self._audit(user, face, peer, revision, changes, old_flat)
                 return revision
             raise ConfigError("in-use", "the fabric config is changing too fast; retry", app_tag="conflict")
 
@@ -156,7 +160,16 @@ class Datastore:
         self._apply(candidate, full)
         self._revision_event.set()
 
-    def _apply(self, candidate: dict, full: dict) -> None:
+    def _audit(self, user: str, face: str, peer: str, revision: int, changes: list[Change], old_flat: dict) -> None:
+        entries = [_audit_entry(self.schema, ch, old_flat) for ch in changes]
+        where = f" from {peer}" if peer else ""
+        text = "; ".join(f"{e['op']} {e['path']}" + (f" ({', '.join(e['leaves'])})" if e["leaves"] else "")
+                         for e in entries) or "no change"
+        audit.info("config change by %s via %s%s: %s", user, face, where, text, extra={"audit": {
+            "user": user, "face": face, "peer": peer, "node": self.node_name, "revision": revision,
+            "changes": entries}})
+
+    def _apply(self, candidate: dict, full: dict) -> list[Change]:
         changes = self.config.replace(candidate, full)
         self.feed.publish(changes)
         for listener in tuple(self._config_listeners):
@@ -166,6 +179,7 @@ class Datastore:
                     asyncio.ensure_future(result)
             except Exception:
                 log.exception("config listener failed")
+        return changes
 
     def on_config(self, listener: ConfigListener) -> None:
         """Call `listener(running_with_defaults)` now and after every applied change."""
@@ -214,7 +228,24 @@ class Datastore:
         return self._applied_revision
 
 
-def _summary(old: dict, new: dict) -> str:
-    """Which top-level containers a change touched (for the audit log, no secrets)."""
-    touched = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(touched) or "no change"
+def _audit_entry(schema: Schema, change: Change, old_flat: dict) -> dict:
+    """One changed node for the audit log: instance path, create/update/delete and leaf names (never values)."""
+    path = _instance_path(schema, change.path, change.key)
+    if change.values is None:
+        return {"path": path, "op": "delete", "leaves": []}
+    op = "update" if change.key in old_flat.get(change.path, {}) else "create"
+    return {"path": path, "op": op, "leaves": sorted(set(change.values) | set(change.removed))}
+
+
+def _instance_path(schema: Schema, path: str, key: tuple) -> str:
+    """`/m:a/b[k=v]/c[n=w]` from a schema path and its key tuple."""
+    out, walked, keys = [], "", list(key)
+    for segment in path.strip("/").split("/"):
+        walked += "/" + segment
+        info = schema.nodes.get(walked)
+        predicates = ""
+        for name in (info.own_keys if info is not None else ()):
+            if keys:
+                predicates += f"[{name}={keys.pop(0)}]"
+        out.append(segment + predicates)
+    return "/" + "/".join(out)
