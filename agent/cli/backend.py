@@ -65,9 +65,11 @@ class Backend(Protocol):
 class DatastoreBackend:
     """The in-process backend of the SSH shell: one datastore, one authenticated user."""
 
-    def __init__(self, ds, user: User) -> None:
+    def __init__(self, ds, user: User, *, face: str = "cli", peer: str = "") -> None:
         self.ds = ds
         self._user = user
+        self._face = face  # for the audit log: "cli-ssh" when the SSH server runs it
+        self._peer = peer
         self.user = user.name
         self.node = ds.node_name
 
@@ -96,7 +98,8 @@ class DatastoreBackend:
         if not self._user.can_write:
             raise CliError(f"permission denied: user {self.user} has the {self._user.role} role and cannot change config")
         try:
-            await self.ds.propose(lambda tree: apply_edit(tree, edit), user=self.user, face="cli")
+            await self.ds.propose(lambda tree: apply_edit(tree, edit), user=self.user, face=self._face,
+                                  peer=self._peer)
         except ConfigError as exc:  # the same words the gNMI face sends back
             raise CliError(exc.message + (f" (at {exc.path})" if exc.path else "")) from None
 

@@ -141,7 +141,9 @@ class CliSshServer:
             process.stderr.write("unknown user\n")
             process.exit(1)
             return
-        engine = Engine(DatastoreBackend(self.ds, user))
+        peer = process.get_extra_info("peername")
+        engine = Engine(DatastoreBackend(self.ds, user, face="cli-ssh",
+                                         peer=f"{peer[0]}:{peer[1]}" if peer else ""))
         try:
             if process.command:
                 outcome = await _run(engine, process.command)

@@ -37,6 +37,15 @@ def _serialize(message) -> bytes:
     return message if isinstance(message, (bytes, bytearray)) else message.SerializeToString()
 
 
+def _peer(context) -> str:
+    """The client's address for the audit log ("127.0.0.1:50123"), from gRPC's "ipv4:127.0.0.1:50123"."""
+    try:
+        peer = context.peer() or ""
+    except Exception:  # noqa: BLE001 - an audit detail, never a reason to fail the RPC
+        return ""
+    return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
+
+
 def _split_addr(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
@@ -157,7 +166,8 @@ class GnmiServer:
             ops = edit.plan(self.ds.schema, request)
             if ops:
                 schema = self.ds.schema
-                await self.ds.propose(lambda tree: edit.apply(tree, schema, ops), user=user.name, face="gnmi")
+                await self.ds.propose(lambda tree: edit.apply(tree, schema, ops), user=user.name, face="gnmi",
+                                      peer=_peer(context))
                 self.stats["set_commits"] += 1
         except auth.AuthError as exc:
             self.stats["set_rejected"] += 1
