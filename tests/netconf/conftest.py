@@ -1,4 +1,8 @@
-"""NETCONF fixtures: one real `kubefabric run` process per test module (started with --netconf-addr)."""
+"""NETCONF fixtures: one real `kubefabric run` process (started with --netconf-addr) for the NETCONF tests.
+
+Tests leave the agent as they found it (the `port` fixture empties the k8s connections and the
+candidate afterwards), so one process serves them all and the suite stays fast on two cores.
+"""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +12,7 @@ from tests.agentproc import AgentProcess, free_port
 from .helpers import InProcessAgent
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def nc_agent(tmp_path_factory):
     """A running agent with NETCONF on loopback; `.netconf_port` is its port."""
     port = free_port()

@@ -146,3 +146,19 @@ def test_config_notifications_from_a_real_agent(port):
         change = _take(listener).find(f"{{{NCN}}}netconf-config-change")
         assert change.findtext(f"{{{NCN}}}changed-by/{{{NCN}}}username") == "admin"
         assert "cluster-name='live'" in " ".join(e.text for e in change.iter(f"{{{NCN}}}target"))
+
+
+def test_changes_from_other_faces_are_seen_and_notified(inproc):
+    """gNMI and the CLI write through the same Datastore.propose: NETCONF reads it and tells subscribers."""
+    with connect(inproc.port) as m:
+        m.create_subscription(stream_name="config")
+
+        def add(tree: dict) -> dict:
+            tree.setdefault("kubefabric-k8s:k8s", {}).setdefault("connection", []).append(
+                {"cluster-name": "via-gnmi", "kube-config": "/k"})
+            return tree
+
+        inproc.call(lambda: inproc.ds.propose(add, user="admin", face="gnmi"))
+        change = _take(m).find(f"{{{NCN}}}netconf-config-change")
+        assert change.find(f"{{{NCN}}}changed-by/{{{NCN}}}server") is not None
+        assert "via-gnmi" in m.get_config("running").data_xml
