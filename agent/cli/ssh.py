@@ -36,6 +36,8 @@ log = logging.getLogger("kubefabric.cli")
 
 HOST_KEY_FILE = "cli-ssh-host-key"
 DEFAULT_PORT = 2222
+#: CLI sessions open at once; SSH connections (authenticated or not) are capped at twice this
+MAX_SESSIONS = 32
 
 
 def load_host_key(data_dir: Path) -> asyncssh.SSHKey:
@@ -56,13 +58,18 @@ def load_host_key(data_dir: Path) -> asyncssh.SSHKey:
 class _Auth(asyncssh.SSHServer):
     """Password and public-key authentication against the agent's users."""
 
-    def __init__(self, auth: Authenticator, connections: set) -> None:
+    def __init__(self, auth: Authenticator, connections: set, max_connections: int = 2 * MAX_SESSIONS) -> None:
         self._auth = auth
         self._connections = connections
+        self._max_connections = max_connections
         self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        if len(self._connections) >= self._max_connections:
+            log.warning("CLI SSH connection refused: %d connections open", len(self._connections))
+            conn.close()
+            return
         self._connections.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -97,9 +104,12 @@ class _Auth(asyncssh.SSHServer):
 class CliSshServer:
     """The CLI shell served over SSH by a running agent."""
 
-    def __init__(self, ds, authenticator: Authenticator, addr: str, settings=None) -> None:
+    def __init__(self, ds, authenticator: Authenticator, addr: str, settings=None,
+                 max_sessions: int = MAX_SESSIONS) -> None:
         self.ds = ds
         self.auth = authenticator
+        self.max_sessions = max_sessions
+        self.sessions = 0
         self.host, self.port = split_addr(addr, DEFAULT_PORT)
         self.data_dir = Path(getattr(settings, "data_dir", None) or ds.data_dir)
         self._server: asyncssh.SSHAcceptor | None = None
@@ -110,7 +120,7 @@ class CliSshServer:
         """Listen; raises OSError when the address is taken."""
         key = load_host_key(self.data_dir)
         self._server = await asyncssh.create_server(
-            lambda: _Auth(self.auth, self._connections), self.host, self.port,
+            lambda: _Auth(self.auth, self._connections, 2 * self.max_sessions), self.host, self.port,
             server_host_keys=[key], process_factory=self._session, encoding="utf-8",
             line_editor=True, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
             kbdint_auth=False, login_timeout=60,
@@ -142,8 +152,14 @@ class CliSshServer:
             process.exit(1)
             return
         peer = process.get_extra_info("peername")
+        if self.sessions >= self.max_sessions:
+            log.warning("CLI SSH session of %s refused: %d sessions open", username, self.sessions)
+            process.stderr.write(f"too many CLI sessions ({self.sessions} open); try again later\n")
+            process.exit(1)
+            return
         engine = Engine(DatastoreBackend(self.ds, user, face="cli-ssh",
                                          peer=f"{peer[0]}:{peer[1]}" if peer else ""))
+        self.sessions += 1
         try:
             if process.command:
                 outcome = await _run(engine, process.command)
@@ -158,6 +174,8 @@ class CliSshServer:
             process.exit(0)
         except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError):
             pass
+        finally:
+            self.sessions -= 1
         process.exit(0)
 
     async def _interactive(self, process: asyncssh.SSHServerProcess, engine: Engine, text: str) -> None:
