@@ -31,6 +31,12 @@ log = logging.getLogger("kubefabric.gnmi")
 
 GNMI_VERSION = "0.10.0"
 SERVICE = "gnmi.gNMI"
+#: Subscribe streams open at once, in all and per user, and Subscriptions in one SubscriptionList
+MAX_STREAMS = 256
+MAX_STREAMS_PER_USER = 64
+MAX_SUBSCRIPTIONS_PER_REQUEST = 1000
+#: largest request accepted (a Set of a whole config is a few KiB)
+MAX_RECEIVE_BYTES = 16 << 20
 
 
 def _serialize(message) -> bytes:
@@ -56,7 +62,8 @@ class GnmiServer:
 
     def __init__(self, ds, authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
                  tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
-                 limits: Limits | None = None, extra_handlers: tuple = ()) -> None:
+                 limits: Limits | None = None, extra_handlers: tuple = (), max_streams: int = MAX_STREAMS,
+                 max_streams_per_user: int = MAX_STREAMS_PER_USER) -> None:
         self.ds = ds
         self.authenticator = authenticator
         self.addr = addr
@@ -66,6 +73,9 @@ class GnmiServer:
         self.limits = limits or Limits()
         self.extra_handlers = tuple(extra_handlers)
         self.bound_port = 0
+        self.max_streams = max_streams
+        self.max_streams_per_user = max_streams_per_user
+        self._streams: dict[str, int] = {}  # user -> open Subscribe streams
         #: counters for metrics: active sessions/subscriptions, totals of the rest
         self.stats: dict[str, int] = {
             "sessions": 0, "subscriptions": 0, "coalesced": 0, "updates": 0, "notifications": 0,
@@ -83,7 +93,7 @@ class GnmiServer:
         """Bind and serve; raises OSError when the address is unusable."""
         server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", 16 << 20),
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", 64 << 20),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
@@ -187,13 +197,32 @@ class GnmiServer:
         )
 
     async def _subscribe(self, request_iterator, context):
-        await self._user(context)
+        user = await self._user(context)
+        open_streams = sum(self._streams.values())
+        if open_streams >= self.max_streams:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many Subscribe streams open ({open_streams}); try again later")
+        if self._streams.get(user.name, 0) >= self.max_streams_per_user:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"user {user.name!r} has {self.max_streams_per_user} Subscribe streams open already")
+        self._streams[user.name] = self._streams.get(user.name, 0) + 1
         try:
-            first = await request_iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        try:
-            session = Session(self.ds, context, first, self.stats, self.limits)
-            await session.run(request_iterator)
-        except PathError as exc:
-            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            try:
+                first = await request_iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            if first.WhichOneof("request") == "subscribe" and \
+                    len(first.subscribe.subscription) > MAX_SUBSCRIPTIONS_PER_REQUEST:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"at most {MAX_SUBSCRIPTIONS_PER_REQUEST} subscriptions in one SubscriptionList")
+            try:
+                session = Session(self.ds, context, first, self.stats, self.limits)
+                await session.run(request_iterator)
+            except PathError as exc:
+                await context.abort(grpc.StatusCode[exc.code], exc.message)
+        finally:
+            left = self._streams.get(user.name, 1) - 1
+            if left:
+                self._streams[user.name] = left
+            else:
+                self._streams.pop(user.name, None)
