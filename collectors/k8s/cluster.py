@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,6 +81,8 @@ class ClusterConnection:
         self._fatal: set[str] = set()
         self._task: asyncio.Task | None = None
         self._state_dirty = True
+        self._kubeconfig_mtime: float | None = None
+        self._reloading = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -124,6 +127,7 @@ class ClusterConnection:
             self.status = "connecting"
             self._write_state()
             try:
+                self._kubeconfig_mtime = _mtime(self.config["kube-config"])
                 self.client = await open_client(self.config["kube-config"], mgr.data_dir / "credentials" / self.name)
                 break
             except KubeconfigError as exc:
@@ -142,7 +146,7 @@ class ClusterConnection:
         await asyncio.gather(*(w.synced.wait() for w in self.watchers))
         self._detect_cni()
         self._refresh_status()
-        await asyncio.gather(*(w._task for w in self.watchers if w._task is not None))  # run until stopped
+        await asyncio.gather(*(w.task for w in self.watchers if w.task is not None))  # run until stopped
 
     # ------------------------------------------------------------------ status
 
@@ -175,9 +179,27 @@ class ClusterConnection:
         self._errors[resource.label] = message
         if fatal:
             self._fatal.add(resource.label)
+            self._reload_if_kubeconfig_changed()
         self.last_error = message
         self._refresh_status()
         self._write_state()
+
+    def _reload_if_kubeconfig_changed(self) -> None:
+        """Credentials rejected: when the kubeconfig file was replaced since it was read, read it again."""
+        mtime = _mtime(self.config["kube-config"])
+        if self._reloading or mtime is None or mtime == self._kubeconfig_mtime:
+            return
+        self._reloading = True
+
+        async def reload() -> None:
+            try:
+                log.info("k8s connection %s: kube-config changed; reconnecting with it", self.name)
+                await self.stop()
+                self.start()
+            finally:
+                self._reloading = False
+
+        asyncio.get_running_loop().create_task(reload())
 
     def state_row(self) -> dict:
         row = {"status": self.status, "api-server": self.api_server, "last-error": self.last_error,
@@ -455,6 +477,13 @@ class ClusterConnection:
             self.cni_info = None
         self.manager.history.end_cluster(self.name, now)
         self.nodes.clear()
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns / 1e9
+    except OSError:
+        return None
 
 
 def _minimal_node(node: dict) -> dict:

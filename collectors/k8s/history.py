@@ -30,10 +30,12 @@ use the query methods (``pod_at``, ``pods_at``, ``service_backends``,
 Indexes keep queries flat as history grows: ``(kind, key, valid_from,
 valid_to, cluster, member)`` answers "who held IP X at T" and, without
 touching the table, "backends of S at T"; an R*Tree over
-``(kind, valid_from, valid_to)`` answers "the whole vPort table at T" as a
-stabbing query; ``valid_from`` and ``valid_to`` indexes serve ``changes``.
-The R*Tree stores 32-bit floats rounded outward, so it only pre-selects;
-exact bounds are re-checked on the main table.
+``(kind, valid_from, valid_to)``, carrying the rows of vPorts and services
+in auxiliary columns, answers "the whole vPort table at T" as a stabbing
+query that never touches the main table; ``valid_from`` and ``valid_to``
+indexes serve ``changes`` and retention.  The R*Tree stores 32-bit floats
+rounded outward, so it only pre-selects; the exact bounds, kept in its
+auxiliary columns too, decide.
 """
 from __future__ import annotations
 
@@ -53,6 +55,8 @@ OPEN_END = 1e12  # valid_to of a current version (year 33658)
 KINDS = ("pod", "vport", "member", "service", "cni")
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 VOLATILE = frozenset({"last-seen"})  # leaves that change without making a new version
+
+_SNAPSHOT_KINDS = frozenset({"vport", "service"})   # read as whole tables at a time (vports_at, services_at)
 
 _ROW_PATHS = {
     "vport": "/kubefabric-vport:vports/vport",
@@ -75,7 +79,7 @@ CREATE INDEX IF NOT EXISTS record_by_key_span ON record(kind, key, valid_from, v
 CREATE UNIQUE INDEX IF NOT EXISTS record_open ON record(kind, cluster, key, member) WHERE valid_to = {OPEN_END!r};
 CREATE INDEX IF NOT EXISTS record_by_from ON record(valid_from);
 CREATE INDEX IF NOT EXISTS record_by_to ON record(valid_to);
-CREATE VIRTUAL TABLE IF NOT EXISTS record_span USING rtree(id, k0, k1, t0, t1);
+CREATE VIRTUAL TABLE IF NOT EXISTS record_span USING rtree(id, k0, k1, t0, t1, +valid_from, +valid_to, +cluster, +key, +data);
 """
 
 
@@ -91,13 +95,44 @@ def to_epoch(t: float | int | datetime | str | None) -> float:
 
 
 def _digest(data: Mapping) -> int:
-    """Hash of a version's non-volatile leaves (cheaper than JSON; only compared within one process)."""
+    """Hash of a version's non-volatile leaves (cheaper than JSON; only compared within one process).
+
+    Kept to 30 bits so CPython stores it as a one-digit int: tens of
+    thousands are held, and a collision only merges two versions.
+    """
     try:
-        return hash(tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                 for k, v in data.items() if k not in VOLATILE)))
+        value = hash(tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                  for k, v in data.items() if k not in VOLATILE)))
     except TypeError:   # nested structures: fall back to canonical JSON
-        return hash(json.dumps({k: v for k, v in data.items() if k not in VOLATILE}, sort_keys=True,
-                               separators=(",", ":")))
+        value = hash(json.dumps({k: v for k, v in data.items() if k not in VOLATILE}, sort_keys=True,
+                                separators=(",", ":")))
+    return value & 0x3FFFFFFF
+
+
+class _OpenIndex:
+    """Digest of each current version: (kind, cluster) -> {key, or (key, member): digest}.
+
+    Nested rather than one dict of 4-tuples: per pod it holds three
+    records, and this layout saves about 100 bytes per pod.
+    """
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[str, str], dict[object, int]] = {}
+
+    def get(self, kind: str, cluster: str, key: str, member: str) -> int | None:
+        table = self._by.get((kind, cluster))
+        return None if table is None else table.get((key, member) if member else key)
+
+    def put(self, kind: str, cluster: str, key: str, member: str, digest: int) -> None:
+        self._by.setdefault((kind, cluster), {})[(key, member) if member else key] = digest
+
+    def pop(self, kind: str, cluster: str, key: str, member: str) -> int | None:
+        table = self._by.get((kind, cluster))
+        return None if table is None else table.pop((key, member) if member else key, None)
+
+    def members(self, kind: str, cluster: str) -> list[tuple[str, str]]:
+        table = self._by.get((kind, cluster)) or {}
+        return [k if isinstance(k, tuple) else (k, "") for k in table]
 
 
 class HistoryStore:
@@ -119,13 +154,12 @@ class HistoryStore:
         self._db.execute("PRAGMA mmap_size=268435456")
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.executescript(_SCHEMA)
-        # (kind, cluster, key, member) -> hash of the open version's stable JSON
-        self._open: dict[tuple[str, str, str, str], int] = {}
+        self._open = _OpenIndex()           # digest of every current version
         self._pending: list[tuple] = []
         for kind, cluster, key, member, data in self._db.execute(
             f"SELECT kind, cluster, key, member, data FROM record WHERE valid_to = {OPEN_END!r}"
         ):
-            self._open[(kind, cluster, key, member)] = _digest(json.loads(data))
+            self._open.put(kind, cluster, key, member, _digest(json.loads(data)))
 
     # ------------------------------------------------------------------ writing
 
@@ -137,48 +171,47 @@ class HistoryStore:
         """
         ident = (kind, cluster, key, member)
         digest = _digest(data)
-        previous = self._open.get(ident)
+        previous = self._open.get(kind, cluster, key, member)
         if previous == digest:
             return False
         ts = to_epoch(t)
         if previous is not None:
             self._pending.append(("close", ident, ts))
-        self._open[ident] = digest
+        self._open.put(kind, cluster, key, member, digest)
         self._pending.append(("open", ident, ts, data))   # serialized at flush time, off the event path
         return True
 
     def end(self, kind: str, cluster: str, key: str, member: str, t: float | None = None) -> bool:
         """Close the current version, if any; returns True when one was closed."""
-        ident = (kind, cluster, key, member)
-        if self._open.pop(ident, None) is None:
+        if self._open.pop(kind, cluster, key, member) is None:
             return False
-        self._pending.append(("close", ident, to_epoch(t)))
+        self._pending.append(("close", (kind, cluster, key, member), to_epoch(t)))
         return True
 
     def is_open(self, kind: str, cluster: str, key: str, member: str = "") -> bool:
         """Whether a current version exists for this identity."""
-        return (kind, cluster, key, member) in self._open
+        return self._open.get(kind, cluster, key, member) is not None
 
     def sync(self, kind: str, cluster: str, current: Mapping[tuple[str, str], Mapping], t: float | None = None) -> None:
         """Make the open ``kind`` records of ``cluster`` exactly ``current`` ((key, member) -> data)."""
         ts = to_epoch(t)
         for (key, member), data in current.items():
             self.set(kind, cluster, key, member, data, ts)
-        stale = [i for i in self._open if i[0] == kind and i[1] == cluster and (i[2], i[3]) not in current]
-        for ident in stale:
-            self.end(*ident, ts)
+        stale = [km for km in self._open.members(kind, cluster) if km not in current]
+        for key, member in stale:
+            self.end(kind, cluster, key, member, ts)
 
     def end_cluster(self, cluster: str, t: float | None = None) -> int:
         """Close every open record of a cluster (its connection was deleted)."""
         ts = to_epoch(t)
-        idents = [i for i in self._open if i[1] == cluster]
-        for ident in idents:
-            self.end(*ident, ts)
+        idents = [(kind, key, member) for kind in KINDS for key, member in self._open.members(kind, cluster)]
+        for kind, key, member in idents:
+            self.end(kind, cluster, key, member, ts)
         return len(idents)
 
     def open_members(self, kind: str, cluster: str) -> list[tuple[str, str]]:
         """(key, member) of the open records of a kind in a cluster."""
-        return [(i[2], i[3]) for i in self._open if i[0] == kind and i[1] == cluster]
+        return self._open.members(kind, cluster)
 
     @property
     def pending(self) -> int:
@@ -210,8 +243,11 @@ class HistoryStore:
                         (kind, cluster, key, member, data, ts, OPEN_END),
                     )
                     code = _KIND_CODE[kind]
-                    db.execute("INSERT INTO record_span(id, k0, k1, t0, t1) VALUES (?,?,?,?,?)",
-                               (cur.lastrowid, code, code, ts, OPEN_END))
+                    snap = kind in _SNAPSHOT_KINDS
+                    db.execute("INSERT INTO record_span(id, k0, k1, t0, t1, valid_from, valid_to, cluster, key, data) "
+                               "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                               (cur.lastrowid, code, code, ts, OPEN_END, ts, OPEN_END,
+                                cluster if snap else None, key if snap else None, data if snap else None))
                 else:
                     _, (kind, cluster, key, member), ts = op
                     row = db.execute(
@@ -222,7 +258,7 @@ class HistoryStore:
                         continue
                     end = max(ts, row[1])
                     db.execute("UPDATE record SET valid_to=? WHERE id=?", (end, row[0]))
-                    db.execute("UPDATE record_span SET t1=? WHERE id=?", (end, row[0]))
+                    db.execute("UPDATE record_span SET t1=?, valid_to=? WHERE id=?", (end, end, row[0]))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -246,15 +282,19 @@ class HistoryStore:
             first = (db.execute("SELECT coalesce(max(id), 0) FROM record").fetchone()[0]) + 1
             db.executemany("INSERT INTO record(kind, cluster, key, member, data, valid_from, valid_to) "
                            "VALUES (?,?,?,?,?,?,?)", rows)
-            db.executemany("INSERT INTO record_span(id, k0, k1, t0, t1) VALUES (?,?,?,?,?)",
-                           ((first + i, _KIND_CODE[r[0]], _KIND_CODE[r[0]], r[5], r[6]) for i, r in enumerate(rows)))
+            db.executemany(
+                "INSERT INTO record_span(id, k0, k1, t0, t1, valid_from, valid_to, cluster, key, data) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                ((first + i, _KIND_CODE[r[0]], _KIND_CODE[r[0]], r[5], r[6], r[5], r[6],
+                  *((r[1], r[2], r[4]) if r[0] in _SNAPSHOT_KINDS else (None, None, None)))
+                 for i, r in enumerate(rows)))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         for kind, cluster, key, member, data, _start, end in rows:
             if end >= OPEN_END:
-                self._open[(kind, cluster, key, member)] = _digest(json.loads(data))
+                self._open.put(kind, cluster, key, member, _digest(json.loads(data)))
         return len(rows)
 
     def enforce_retention(self, now: float | None = None, batch: int = 20000) -> int:
@@ -426,14 +466,13 @@ class HistoryStore:
         self.flush()
         ts = to_epoch(t)
         code = _KIND_CODE[kind]
-        # CROSS JOIN keeps the R*Tree as the outer loop; "+" stops the planner from using
-        # the kind index instead (which would visit every record of the kind)
-        sql = ("SELECT r.cluster, r.key, r.data FROM record_span s CROSS JOIN record r ON r.id = s.id "
-               "WHERE s.k0 <= ? AND s.k1 >= ? AND s.t0 <= ? AND s.t1 > ? "
-               "AND r.valid_from <= ? AND r.valid_to > ? AND +r.kind = ?")
-        args: list = [code, code, ts, ts, ts, ts, kind]
+        # whole-table kinds carry their rows in the R*Tree's auxiliary columns: the stabbing
+        # query reads the tree only, rows of one era sit together in its leaves
+        sql = ("SELECT cluster, key, data FROM record_span "
+               "WHERE k0 <= ? AND k1 >= ? AND t0 <= ? AND t1 > ? AND valid_from <= ? AND valid_to > ?")
+        args: list = [code, code, ts, ts, ts, ts]
         if cluster is not None:
-            sql += " AND r.cluster = ?"
+            sql += " AND cluster = ?"
             args.append(cluster)
         rows = self._db.execute(sql, args).fetchall()
         if not rows:

@@ -138,6 +138,11 @@ class Watcher:
         self._stopping = False
         self._healthy = True
 
+    @property
+    def task(self) -> asyncio.Task | None:
+        """The running loop, once started."""
+        return self._task
+
     def start(self) -> asyncio.Task:
         self._task = asyncio.create_task(self.run(), name=f"k8s-watch-{self.resource.label}")
         return self._task

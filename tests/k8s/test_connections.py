@@ -450,3 +450,15 @@ async def test_history_survives_an_agent_restart(apiserver_factory, manager_fact
         assert history.pod_at(ip) is None and ip not in vports(ds2)
     kept = next(ip for ip in before if ip not in {p["status"]["podIP"] for p in gone})
     assert history.pod_at(kept)["valid_from"] < t_before       # the same interval, not a new one
+
+
+async def test_fixing_the_kubeconfig_in_place_heals_the_connection(apiserver_factory, manager_factory, tmp_path):
+    srv = await apiserver_factory("flannel-vxlan", pods=4)
+    kc = srv.write_kubeconfig(tmp_path / "kc", cluster_name="k8s01", token="revoked-token-0123456789")
+    manager, ds = await manager_factory()
+    ds.set_connections(conn("k8s01", kc, **{"create-vport": True}))
+    await ds.wait_for(lambda: state_of(ds, "k8s01").get("status") == "error", 10)
+    await asyncio.sleep(0.05)
+    srv.write_kubeconfig(kc, cluster_name="k8s01")          # the operator drops in a fresh token
+    st = await connected(ds, "k8s01")
+    assert len(vports(ds)) == 4 and "revoked-token" not in repr(st)
