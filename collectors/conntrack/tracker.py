@@ -29,6 +29,18 @@ The hot path (:meth:`ConnectionTracker.observe`) touches only a dict (an
 OrderedDict kept in last-seen order, so both idle expiry and eviction of the
 oldest idle entry read it from the front) and the entry's slots; rows for
 the datastore are built only for changed entries, by :meth:`take_changes`.
+
+Per-exporter quotas: every entry belongs to the exporter (sFlow agent
+address) whose sample created it, and a new entry may only displace an
+entry of **its own exporter**.  An exporter holding ``exporter_quota``
+entries recycles its own least recently seen one (the table's oldest entry
+when that is its own, else found by a second-chance pass over the
+exporter's entries, so hits cost nothing extra); when the whole table is
+full, an exporter that already holds entries recycles its own, and one that
+holds none is refused (``refused``) until idle expiry frees room.  So a
+flood from an unknown (or spoofed) exporter can fill free room and churn
+its own entries, but never evicts the connections of the exporters already
+in the table.
 """
 from __future__ import annotations
 
@@ -124,7 +136,7 @@ class Connection:
     __slots__ = ("switch", "vlan", "vxlan", "protocol", "src_ip", "dst_ip", "src_port", "dst_port",
                  "encapsulation", "state", "fins", "syn_time", "latency", "first_seen", "last_seen",
                  "packets", "bytes", "published", "first_text", "attribution", "attributed_at", "dirty", "alive",
-                 "written_at")
+                 "written_at", "owner", "lookup", "queued")
 
     def __init__(self, switch: str, vlan: int, vxlan: int, protocol: int, src_ip: str, dst_ip: str,
                  src_port: int, dst_port: int, encapsulation: str, t: float) -> None:
@@ -152,6 +164,9 @@ class Connection:
         self.dirty = False  # queued for the next take_changes
         self.alive = True  # still in the table
         self.written_at = 0.0  # when the row was last written (ConnectionTable)
+        self.owner = switch  # the exporter whose sample created the entry (its quota counts it)
+        self.lookup: tuple = ()  # the tracker's table key
+        self.queued = t  # last_seen when placed at the end of its exporter's order (second chance)
 
     @property
     def key(self) -> tuple:
@@ -208,11 +223,16 @@ class ConnectionTracker:
     entries to write and the datastore keys to delete.
     """
 
-    def __init__(self, max_connections: int = 100_000, idle_timeout: float = 300.0, close_linger: float = 10.0) -> None:
+    def __init__(self, max_connections: int = 100_000, idle_timeout: float = 300.0, close_linger: float = 10.0,
+                 exporter_quota: int | None = None) -> None:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.close_linger = close_linger
+        #: entries one exporter may hold (None: up to max_connections); see the module docstring
+        self.exporter_quota = exporter_quota
         self.table: OrderedDict[tuple, Connection] = OrderedDict()
+        #: exporter -> its entries, oldest placed first (see _evict_own)
+        self.by_exporter: dict[str, OrderedDict[tuple, Connection]] = {}
         self._dirty: list[Connection] = []
         self._closing: dict[int, Connection] = {}
         self._gone: list[tuple] = []
@@ -222,6 +242,7 @@ class ConnectionTracker:
         self.created = 0
         self.expired = 0
         self.evicted = 0
+        self.refused = 0  # new entries refused: the table was full and their exporter held none
 
     def __len__(self) -> int:
         return len(self.table)
@@ -243,8 +264,14 @@ class ConnectionTracker:
         table = self.table
         conn = table.get(lookup)
         if conn is None:
-            if len(table) >= self.max_connections:
-                self._evict()
+            own = self.by_exporter.get(switch)
+            if own is None:
+                if len(table) >= self.max_connections:
+                    self.refused += 1  # full: a newcomer may not displace other exporters' entries
+                    return
+                own = self.by_exporter[switch] = OrderedDict()
+            elif len(table) >= self.max_connections or len(own) >= (self.exporter_quota or self.max_connections):
+                self._evict_own(switch, own)
             if proto == 6 and flags is not None and flags & SYN:
                 client_sent = not flags & ACK
             else:
@@ -253,7 +280,9 @@ class ConnectionTracker:
                 conn = Connection(switch, vlan, vni, proto, src, dst, sport, dport, encap, t)
             else:
                 conn = Connection(switch, vlan, vni, proto, dst, src, dport, sport, encap, t)
+            conn.lookup = lookup
             table[lookup] = conn
+            own[lookup] = conn
             self.created += 1
         else:
             table.move_to_end(lookup)
@@ -307,7 +336,27 @@ class ConnectionTracker:
         self.evicted += 1
         self._forget(conn)
 
+    def _evict_own(self, exporter: str, own: OrderedDict) -> None:
+        """Evict the least recently seen entry of one exporter."""
+        lookup, conn = next(iter(self.table.items()))
+        if conn.owner != exporter:
+            # second chance: an entry seen since it was placed goes to the back of its exporter's order
+            while True:
+                lookup, conn = next(iter(own.items()))
+                if conn.last_seen <= conn.queued:
+                    break
+                conn.queued = conn.last_seen
+                own.move_to_end(lookup)
+        del self.table[lookup]
+        self.evicted += 1
+        self._forget(conn)
+
     def _forget(self, conn: Connection) -> None:
+        own = self.by_exporter.get(conn.owner)
+        if own is not None:
+            own.pop(conn.lookup, None)
+            if not own:
+                del self.by_exporter[conn.owner]
         conn.alive = False
         self._closing.pop(id(conn), None)
         if conn.published is not None:
@@ -362,6 +411,7 @@ class ConnectionTracker:
         for conn in self.table.values():
             self._forget(conn)
         self.table.clear()
+        self.by_exporter.clear()
         gone, self._gone = self._gone, []
         return gone
 
@@ -399,4 +449,5 @@ class ConnectionTracker:
     def stats(self) -> dict:
         """Tracker counters (for logs and benchmarks)."""
         return {"connections": len(self.table), "samples": self.samples, "skipped": self.skipped,
-                "created": self.created, "expired": self.expired, "evicted": self.evicted}
+                "created": self.created, "expired": self.expired, "evicted": self.evicted, "refused": self.refused,
+                "exporters": len(self.by_exporter)}
