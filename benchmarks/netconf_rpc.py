@@ -10,7 +10,10 @@ Against a real `kubefabric run` process (NETCONF on loopback, one connection in 
 * ``ceiling``    in the same run, a bare asyncssh NETCONF loop in its own process that answers every
                  framed message with a fixed <ok/> reply: SSH + framing and nothing else.
 
-Usage: python benchmarks/netconf_rpc.py [--rpcs 2000] [--seconds 3]
+Each figure is the best of --repeat runs (the machine is shared; the best run is the one least
+disturbed by other processes).
+
+Usage: python benchmarks/netconf_rpc.py [--rpcs 2000] [--seconds 1] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -191,7 +194,8 @@ def _wait_port(port: int, timeout: float = 30) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rpcs", type=int, default=2000, help="RPCs per pipelined run")
-    p.add_argument("--seconds", type=float, default=3.0, help="seconds per ncclient measurement")
+    p.add_argument("--seconds", type=float, default=1.0, help="seconds per ncclient measurement")
+    p.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is printed")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,17 +214,24 @@ def main() -> None:
                 m.edit_config(target="running", config=f'<config><k8s xmlns="{K8S}"><connection><cluster-name>bench'
                               "</cluster-name><kube-config>/etc/kubefabric/bench.conf</kube-config></connection></k8s></config>")
             print(f"NETCONF RPC round trips on one session ({socket.gethostname()}, loopback, agent in its own process)")
-            nc = ncclient_rates(nc_port, args.seconds)
+            runs = [ncclient_rates(nc_port, args.seconds) for _ in range(args.repeat)]
+            nc = {k: max(r[k] for r in runs) for k in runs[0]}
             print(f"  ncclient (TICK=1 ms)   get-config          {nc['get-config']:9.0f} /s")
             print(f"  ncclient (TICK=1 ms)   edit-config+commit  {nc['edit-config+commit']:9.0f} /s")
-            rate, errors = asyncio.run(pipelined(nc_port, args.rpcs, lambda i: GET_CONFIG))
+
+            def best(port: int, n: int, make_body) -> tuple[float, int]:
+                results = [asyncio.run(pipelined(port, n, make_body)) for _ in range(args.repeat)]
+                return max(r[0] for r in results), sum(r[1] for r in results)
+
+            rate, errors = best(nc_port, args.rpcs, lambda i: GET_CONFIG)
             print(f"  pipelined (server)     get-config          {rate:9.0f} /s   ({args.rpcs} RPCs, {errors} errors)")
             edits = max(200, args.rpcs // 4)
-            rate, errors = asyncio.run(pipelined(nc_port, edits, edit_running))
+            rate, errors = best(nc_port, edits, edit_running)
             print(f"  pipelined (server)     edit-config running {rate:9.0f} /s   ({edits} RPCs, {errors} errors)")
             ceiling_n = args.rpcs * 10
-            rate, _ = asyncio.run(pipelined(bare_port, ceiling_n, lambda i: GET_CONFIG))
+            rate, _ = best(bare_port, ceiling_n, lambda i: GET_CONFIG)
             print(f"  ceiling (bare asyncssh fixed reply)         {rate:9.0f} /s   ({ceiling_n} RPCs)")
+            print(f"  (best of {args.repeat} runs each)")
         finally:
             bare.terminate()
             bare.join(5)
