@@ -13,7 +13,7 @@ import time
 from pygnmi.spec.v080 import gnmi_pb2
 
 from . import encode, history
-from .paths import PathError, resolve
+from .paths import PathError, resolve, restrict_models
 from .read import collect, entry_exists
 
 _DATATYPES = set(gnmi_pb2.GetRequest.DataType.values())
@@ -26,16 +26,12 @@ def get(ds, request: gnmi_pb2.GetRequest) -> bytes:
         raise PathError("UNIMPLEMENTED", f"encoding {name} is not supported (JSON, JSON_IETF, PROTO are)")
     if request.type not in _DATATYPES:
         raise PathError("INVALID_ARGUMENT", f"unknown data type {request.type}")
-    if request.use_models:
-        known = {m.name for m in ds.schema.implemented}
-        unknown = [m.name for m in request.use_models if m.name not in known]
-        if unknown:
-            raise PathError("NOT_FOUND", f"unknown model(s) {', '.join(unknown)}")
     hist = history.from_extensions(request.extension)
     if hist is not None and hist.is_range:
         raise PathError("INVALID_ARGUMENT", "a history range needs a STREAM subscription; Get takes snapshot_time")
     paths = list(request.path) or [gnmi_pb2.Path()]
-    resolved = [resolve(ds.schema, request.prefix, p) for p in paths]  # all errors before any work
+    resolved = [restrict_models(ds.schema, resolve(ds.schema, request.prefix, p), request.use_models)
+                for p in paths]  # all errors before any work
     if hist is not None:
         for selectors in resolved:
             history.check(ds, hist, selectors)

@@ -134,6 +134,18 @@ def resolve(schema: Schema, prefix: gnmi_pb2.Path | None, path: gnmi_pb2.Path | 
     return _drop_covered(list(found.values()))
 
 
+def restrict_models(schema: Schema, selectors: list[Selector], use_models) -> list[Selector]:
+    """Only the selectors in the modules a request's use_models names (all when it names none)."""
+    if not use_models:
+        return selectors
+    known = {m.name for m in schema.implemented}
+    names = {m.name for m in use_models}
+    unknown = sorted(names - known)
+    if unknown:
+        raise PathError("NOT_FOUND", f"unknown model(s) {', '.join(unknown)}")
+    return [s for s in selectors if s.node.module in names]
+
+
 def _covers(outer: Selector, inner: Selector) -> bool:
     if outer is inner or not outer.subtree:
         return False

@@ -29,7 +29,7 @@ from agent.datastore.schema import NodeInfo
 from . import encode, history
 from .coalesce import CoalescingQueue
 from .match import Index
-from .paths import PathError, Selector, resolve
+from .paths import PathError, Selector, resolve, restrict_models
 from .read import collect
 
 log = logging.getLogger("kubefabric.gnmi")
@@ -111,7 +111,7 @@ class Session:
         self.subs: list[Sub] = []
         origins = set()
         for s in sl.subscription:
-            selectors = resolve(self.schema, sl.prefix, s.path)
+            selectors = restrict_models(self.schema, resolve(self.schema, sl.prefix, s.path), sl.use_models)
             origins.add(s.path.origin or sl.prefix.origin)
             self.subs.extend(self._subs_for(s, selectors))
         self.n_subscriptions = len(sl.subscription)

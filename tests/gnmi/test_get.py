@@ -62,6 +62,19 @@ async def test_data_types_split_config_and_state(h):
     assert (await get(h, "/vports", type="CONFIG")).notification[0].update == []
 
 
+async def test_use_models_restricts_the_answer(h):
+    h.ds.state.upsert(VPORT, ("10.0.0.1",), vport_row(1))
+    only_k8s = [gnmi_pb2.ModelData(name="kubefabric-k8s")]
+    resp = await h.stub.Get(gnmi_pb2.GetRequest(path=[parse("/")], encoding=4, use_models=only_k8s), metadata=ADMIN)
+    assert "vports" not in str(resp)
+    resp = await h.stub.Get(gnmi_pb2.GetRequest(path=[parse("/")], encoding=4), metadata=ADMIN)
+    assert "vports" in str(resp)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await h.stub.Get(gnmi_pb2.GetRequest(path=[parse("/")], use_models=[gnmi_pb2.ModelData(name="openconfig-x")]),
+                         metadata=ADMIN)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_errors(h):
     for paths, kw, code in [
         (["/k8s/cni[cluster-name=none]"], {}, grpc.StatusCode.NOT_FOUND),
