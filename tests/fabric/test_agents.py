@@ -174,18 +174,24 @@ def test_owner_agent_killed_ownership_moves(fabric):
         assert nodes["A"]["state"] == "offline" and nodes["A"]["last-seen"]
 
 
-def test_restart_keeps_everything_and_new_agent_gets_full_config(fabric, etcd, tmp_path, fabric_name):
+def test_restart_keeps_everything_new_agent_gets_full_config_and_starts_without_etcd(
+        fabric, etcd, tmp_path, fabric_name):
     a, b = fabric("A", "B")
     with client(a) as ga:
         create(ga, "k1", **{"create-vport": True})
         create(ga, "k2", **{"overlay-vxlan-analytics": True})
         before = connections(ga)
-    assert b.stop() == 0
-    b.start(expect_ready=False)
-    wait_ready(b)
-    with client(b) as gb:
-        assert connections(gb) == before  # config and owners (A) kept
-        assert fabric_state(gb)["sync-state"] == "in-sync"
+    assert {c["owner"] for c in before.values()} == {"A"}
+    # the owner restarts (well within its 10 s grace): config and ownership stay
+    assert a.stop() == 0
+    a.start(expect_ready=False)
+    wait_ready(a)
+    with client(a) as ga, client(b) as gb:
+        assert connections(ga) == before
+        assert fabric_state(ga)["sync-state"] == "in-sync"
+        time.sleep(1.0)
+        assert connections(gb) == before
+    # a brand-new agent joining the fabric gets the full config
     d = fabric_agent(tmp_path, "D", etcd, fabric_name)
     fabric.started.append(d)
     d.start(expect_ready=False)
@@ -193,3 +199,21 @@ def test_restart_keeps_everything_and_new_agent_gets_full_config(fabric, etcd, t
     with client(d) as gd:
         assert connections(gd) == before
         wait_until(lambda: {n["name"] for n in fabric_state(gd)["node"]} == {"A", "B", "D"})
+    # D restarted while etcd is down: it serves its cached copy, flagged stale, and refuses writes
+    assert d.stop() == 0
+    for i in range(len(etcd.members)):
+        etcd.kill(i)
+    d.start(expect_ready=False)
+    wait_ready(d, timeout=30)
+    with client(d) as gd:
+        assert connections(gd) == before
+        assert fabric_state(gd)["sync-state"] == "stale"
+        with pytest.raises(gNMIException) as err:
+            create(gd, "k3")
+        assert status_of(err.value) == grpc.StatusCode.UNAVAILABLE
+        for i in range(len(etcd.members)):
+            etcd.restart(i)
+        wait_until(lambda: fabric_state(gd).get("sync-state") == "in-sync", timeout=20)
+        create(gd, "k3")
+    with client(b) as gb:
+        wait_until(lambda: "k3" in connections(gb))
