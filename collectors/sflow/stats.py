@@ -18,6 +18,11 @@ one, modulo 2**32:
 
 Counters live in plain attributes and are written to the datastore by the
 collector's flush (at most once a second), never per datagram.
+
+At most ``MAX_EXPORTERS`` exporters are tracked one by one: datagrams of
+further (new) agent addresses, such as a flood with spoofed ones, still
+count in the totals but get no row of their own (``untracked``), so memory
+and the exporter list stay bounded.
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ REORDER_WINDOW = 1024
 #: ... and how soon after the previous datagram it must arrive (seconds).
 REORDER_SECONDS = 2.0
 _MOD = 1 << 32
+#: Exporters (agent address, sub-agent id) with their own counters and statistics row.
+MAX_EXPORTERS = 4096
 
 
 def rfc3339(t: float) -> str:
@@ -108,7 +115,9 @@ class CollectorStats:
     exporter restarts, datagrams ignored while disabled).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_exporters: int = MAX_EXPORTERS) -> None:
+        self.max_exporters = max_exporters
+        self.untracked = 0  # datagrams of exporters beyond max_exporters (counted in the totals only)
         self.ignored = 0  # datagrams dropped unread while sflow-collector enable is false
         self.datagrams = 0
         self.samples = 0
@@ -130,6 +139,9 @@ class CollectorStats:
         key = (agent, sub_agent_id)
         exp = self.exporters.get(key)
         if exp is None:
+            if len(self.exporters) >= self.max_exporters:
+                self.untracked += 1
+                return
             exp = self.exporters[key] = ExporterStats(agent, sub_agent_id)
         exp.datagrams += 1
         exp.samples += samples
