@@ -151,6 +151,10 @@ class GnmiServer:
             self.stats["auth_failures"] += 1
             await context.abort(exc.code, exc.message)
 
+    async def _internal(self, context, rpc: str, exc: Exception) -> None:
+        log.exception("gNMI %s failed", rpc, exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(exc).__name__}")
+
     async def _capabilities(self, request, context):
         await self._user(context)
         return gnmi_pb2.CapabilityResponse(
@@ -168,6 +172,10 @@ class GnmiServer:
             return do_get(self.ds, request)
         except PathError as exc:
             await context.abort(grpc.StatusCode[exc.code], exc.message)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug must answer INTERNAL, not kill the server
+            await self._internal(context, "Get", exc)
 
     async def _set(self, request, context):
         user = await self._user(context)
@@ -189,6 +197,10 @@ class GnmiServer:
             self.stats["set_rejected"] += 1
             where = f" (at {exc.path})" if exc.path and exc.path not in exc.message else ""
             await context.abort(grpc.StatusCode[exc.grpc_code_name], f"{exc.message}{where}")
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await self._internal(context, "Set", exc)
         now = time.time_ns()
         return gnmi_pb2.SetResponse(
             prefix=request.prefix,
@@ -220,6 +232,10 @@ class GnmiServer:
                 await session.run(request_iterator)
             except PathError as exc:
                 await context.abort(grpc.StatusCode[exc.code], exc.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await self._internal(context, "Subscribe", exc)
         finally:
             left = self._streams.get(user.name, 1) - 1
             if left:
