@@ -52,9 +52,13 @@ class SchemaFile:
 
 
 def schema_files(schema) -> list[SchemaFile]:
-    """Our YANG modules plus ietf-netconf-monitoring itself."""
+    """Our YANG modules plus the NETCONF face's own: ietf-netconf-monitoring and kubefabric-notifications."""
     files = [SchemaFile(m.name, m.revision, m.namespace, Path(m.path)) for m in schema.modules]
     files.append(SchemaFile(MODULE, REVISION, NS, _OWN_YANG / f"{MODULE}@{REVISION}.yang"))
+    from .notifications import EVENTS_MODULE, EVENTS_NS, EVENTS_REVISION
+
+    files.append(SchemaFile(EVENTS_MODULE, EVENTS_REVISION, EVENTS_NS,
+                            _OWN_YANG / f"{EVENTS_MODULE}@{EVENTS_REVISION}.yang"))
     return files
 
 

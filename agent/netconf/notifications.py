@@ -3,9 +3,10 @@
 Streams: NETCONF (everything), config, vport, connection, kubernetes.
 Config changes are sent as ietf-netconf-notifications
 `netconf-config-change` (RFC 6470); vPort, connection-table and
-Kubernetes state changes as `state-change` (namespace EVENTS_NS), carrying
-the instance-identifier of the node, the operation (merge or delete) and
-the node's changed leaves in its own YANG namespace.
+Kubernetes state changes as kubefabric-notifications `state-change`,
+carrying the instance-identifier of the node, the operation (merge or
+delete) and, in `data`, the node's keys and changed leaves in its own
+YANG namespace.
 
 Replay (`startTime`) reads the history store `ds.history` (set by the
 Kubernetes collector); without one, replay is refused.
@@ -31,7 +32,8 @@ log = logging.getLogger("kubefabric.netconf")
 NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 NETMOD_NS = "urn:ietf:params:xml:ns:netmod:notification"
 NCN_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"
-EVENTS_NS = "urn:kubefabric:params:xml:ns:netconf:state-change:1.0"
+EVENTS_NS = "urn:kubefabric:yang:kubefabric-notifications"
+EVENTS_MODULE, EVENTS_REVISION = "kubefabric-notifications", "2026-11-22"
 
 STATE_STREAMS = {
     "/kubefabric-vport:vports/vport": "vport",
@@ -139,8 +141,11 @@ class EventBuilder:
         target, ns = self.instance_id(path, key)
         etree.SubElement(root, q + "target", nsmap=ns).text = target
         etree.SubElement(root, q + "operation").text = "delete" if values is None else "merge"
+        for name in removed:
+            etree.SubElement(root, q + "removed").text = name
         mod_ns = self.codec.module_ns[info.module]
-        node = etree.SubElement(root, f"{{{mod_ns}}}{info.name}", nsmap={None: mod_ns})
+        data = etree.SubElement(root, q + "data")
+        node = etree.SubElement(data, f"{{{mod_ns}}}{info.name}", nsmap={None: mod_ns})
         start = len(info.keys) - len(info.own_keys)
         own = dict(zip(info.own_keys, key[start:]))
         for k, v in own.items():
@@ -151,8 +156,6 @@ class EventBuilder:
                 continue
             for v in (value if leaf.is_list else [value]):
                 etree.SubElement(node, f"{{{mod_ns}}}{name}").text = self.codec.leaf_to_text(leaf, v)
-        for name in removed:
-            etree.SubElement(root, q + "removed").text = name
         return root
 
 

@@ -28,9 +28,6 @@ from . import framing, xmlsafe
 from .codec import Codec
 from .datastores import Datastores
 from .edit import EditErrors
-from .monitoring import MODULE as MON_MODULE
-from .monitoring import NS as MON_NS
-from .monitoring import REVISION as MON_REVISION
 from .monitoring import Counters, Statistics, now_iso, schema_files
 from .notifications import EventBuilder, Subscription
 from .rpc import Operations
@@ -80,8 +77,8 @@ class NetconfServer:
         self.events = EventBuilder(self.codec)
         self.schema_files = schema_files(ds.schema)
         self.capabilities = list(CAPABILITIES) + [
-            f"{m.namespace}?module={m.name}&revision={m.revision}" for m in ds.schema.modules
-        ] + [f"{MON_NS}?module={MON_MODULE}&revision={MON_REVISION}"]
+            f"{f.namespace}?module={f.identifier}&revision={f.version}" for f in self.schema_files
+        ]
         self.sessions: dict[int, Session] = {}
         self.stats = Statistics()
         self._ids = itertools.count(1)

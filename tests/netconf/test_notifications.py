@@ -11,7 +11,7 @@ from .helpers import NSMAP, VPORT, connect, connection_xml
 
 NOTIF = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 NCN = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"
-EVENTS = "urn:kubefabric:params:xml:ns:netconf:state-change:1.0"
+EVENTS = "urn:kubefabric:yang:kubefabric-notifications"
 NETMOD = "urn:ietf:params:xml:ns:netmod:notification"
 VPORTS = "/kubefabric-vport:vports/vport"
 CONNS = "/kubefabric-connection:connections/connection"
@@ -41,7 +41,8 @@ def test_config_change_notification_names_user_and_target(inproc):
 
 def test_vport_and_connection_events_with_filter(inproc):
     with connect(inproc.port) as m:
-        flt = f'<state-change xmlns="{EVENTS}"><vport xmlns="{VPORT}"><namespace>prod</namespace></vport></state-change>'
+        flt = (f'<state-change xmlns="{EVENTS}"><data><vport xmlns="{VPORT}"><namespace>prod</namespace></vport>'
+               "</data></state-change>")
         m.create_subscription(filter=("subtree", flt))
         inproc.call(inproc.ds.state.upsert, VPORTS, ("10.1.0.5",),
                     {"entity": "web-1", "namespace": "dev", "svc-name": "c1"})

@@ -33,6 +33,7 @@ def test_hello_capabilities(port):
         f"{K8S}?module=kubefabric-k8s&revision=2026-11-22",
         "urn:kubefabric:yang:kubefabric-vport?module=kubefabric-vport&revision=2026-11-22",
         f"{MONITORING}?module=ietf-netconf-monitoring&revision=2010-10-04",
+        "urn:kubefabric:yang:kubefabric-notifications?module=kubefabric-notifications&revision=2026-11-22",
     ):
         assert urn in caps, urn
 
@@ -231,7 +232,8 @@ def test_monitoring_and_get_schema(port):
         ids = [e.text for e in state.iterfind(f".//{{{MONITORING}}}session/{{{MONITORING}}}session-id")]
         assert m.session_id in ids and other.session_id in ids
         schemas = [e.text for e in state.iterfind(f".//{{{MONITORING}}}schema/{{{MONITORING}}}identifier")]
-        assert {"kubefabric-k8s", "kubefabric-vport", "ietf-netconf-monitoring"} <= set(schemas)
+        assert {"kubefabric-k8s", "kubefabric-vport", "ietf-netconf-monitoring", "kubefabric-notifications"} <= set(schemas)
+        assert "notification state-change" in m.get_schema("kubefabric-notifications").data
         reply = m.get_schema("kubefabric-k8s", version="2026-11-22", format="yang")
         assert reply.data.startswith("module kubefabric-k8s {")
         assert "max-elements 4" in reply.data
