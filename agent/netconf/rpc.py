@@ -127,7 +127,7 @@ class Operations:
                 state = self.ds.state.entries(info.path)
                 for key in conf.keys() | state.keys():
                     c, s = conf.get(key), state.get(key)
-                    nodes.append((info, key, {**c, **s} if c and s else (c if s is None else s)))
+                    nodes.append((info, key, s if c is None else c if s is None else {**c, **s}))
             if nodes:
                 out[qname] = build_tree(schema, top, (), nodes, ietf=True)
         return out
