@@ -12,7 +12,6 @@ clock, so clock skew between switches never shortens an owner's grace.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
