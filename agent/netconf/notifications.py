@@ -177,13 +177,15 @@ class Subscription:
 
     def __init__(
         self, builder: EventBuilder, stream: str, filt: Filter | None, send: Callable[[bytes], None],
-        writer: Callable[[], tuple[str | None, int | None]],
+        writer: Callable[[], tuple[str | None, int | None]], writable: Callable[[], Any] | None = None,
     ) -> None:
         self.builder = builder
         self.stream = stream
         self.filter = filt
         self.send = send
         self.writer = writer
+        #: awaitable factory that returns when the session's SSH channel takes more data
+        self.writable = writable
         self.queue: collections.deque = collections.deque()
         self.dropped = 0
         self.sent = 0
@@ -251,6 +253,8 @@ class Subscription:
                 await self._wake.wait()
                 self._wake.clear()
                 while self.queue:
+                    if self.writable is not None:
+                        await self.writable()  # a slow client fills our bounded queue, not SSH buffers
                     kind, data, who = self.queue.popleft()
                     if kind == "config":
                         user, sid = who

@@ -287,7 +287,8 @@ class Operations:
                            "store (the Kubernetes collector keeps one)" if self.ds.history is None else
                            "the config stream has no replay", info={"bad-element": "startTime"})
         filt = Filter(p.elem("filter"))
-        sub = Subscription(self.server.events, stream, filt, self.session.send_notification, self.server.writer_of_change)
+        sub = Subscription(self.server.events, stream, filt, self.session.send_notification,
+                           self.server.writer_of_change, self.session.writable)
         self.session.subscription = sub
         self.session.after_reply.append(lambda: sub.start(self.ds.feed, self.ds.history, start, stop))
         return []

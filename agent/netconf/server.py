@@ -433,6 +433,10 @@ class Session(asyncssh.SSHServerSession):
         self._out.clear()
         self._out_size = 0
 
+    async def writable(self) -> None:
+        """Return when the SSH channel is below its write high-water mark."""
+        await self._write_ready.wait()
+
     def send_notification(self, message: bytes) -> None:
         """Write one notification (interleaved between RPC replies)."""
         if self._closed:

@@ -163,3 +163,33 @@ def test_changes_from_other_faces_are_seen_and_notified(inproc):
         change = _take(m).find(f"{{{NCN}}}netconf-config-change")
         assert change.find(f"{{{NCN}}}changed-by/{{{NCN}}}server") is not None
         assert "via-gnmi" in m.get_config("running").data_xml
+
+
+async def test_a_client_that_stops_reading_costs_bounded_memory(inproc):
+    import asyncio
+
+    from .helpers import RawClient
+    from agent.netconf.notifications import QUEUE_LIMIT
+
+    client = await RawClient(inproc.port).open()
+    reply = await client.rpc('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
+                             "<stream>vport</stream></create-subscription>")
+    assert reply.find("{urn:ietf:params:xml:ns:netconf:base:1.0}ok") is not None
+    client.chan.pause_reading()
+
+    def flood(start: int) -> None:
+        with inproc.ds.state.batch():
+            for i in range(start, start + 10_000):
+                inproc.ds.state.upsert(VPORTS, (f"10.{i // 60000}.{i // 250 % 240}.{i % 250}",),
+                                       {"entity": f"pod-{i}" + "x" * 200, "namespace": "flood"})
+
+    for start in range(0, 40_000, 10_000):
+        inproc.call(flood, start)
+        await asyncio.sleep(0.2)
+    session = inproc.call(lambda: next(iter(inproc.server.sessions.values())))
+    sub = session.subscription
+    buffered = inproc.call(lambda: session._chan.get_write_buffer_size())
+    assert sub.dropped > 0 and len(sub.queue) <= QUEUE_LIMIT
+    assert buffered < 512 * 1024, buffered  # asyncssh high-water mark plus one message
+    client.chan.resume_reading()
+    await client.close()
