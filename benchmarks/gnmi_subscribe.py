@@ -197,9 +197,9 @@ class Reader:
                 self.last_recv = now
                 if self.latency:
                     for u in ups:
-                        v = json.loads(u.val.json_ietf_val)
-                        if "last-seen" in v and v["last-seen"].isdigit():
-                            self.latencies.append((now - int(v["last-seen"])) / 1e6)
+                        stamp = json.loads(u.val.json_ietf_val).get("kubefabric-vport:last-seen", "")
+                        if stamp.isdigit():
+                            self.latencies.append((now - int(stamp)) / 1e6)
                 if self.target is not None and self.count >= self.target:
                     self.reached.set()
         except grpc.RpcError:

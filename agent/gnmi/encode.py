@@ -10,8 +10,9 @@ pygnmi.spec.v080.gnmi_pb2; tests check it against them.
 
 Encodings:
 - JSON_IETF: one Update per node, its leaves as an RFC 7951 object
-  (64-bit integers as strings; top-level names module-qualified);
-- JSON: the same without RFC 7951's string rule for 64-bit integers;
+  (members of the top-level object module-qualified, "kubefabric-vport:entity";
+  64-bit integers as strings);
+- JSON: the same with plain member names and 64-bit integers as numbers;
 - PROTO: one Update per leaf with a scalar TypedValue (uint_val, int_val,
   bool_val, string_val, double_val, leaflist_val).
 """
@@ -249,9 +250,8 @@ class Encoder:
                 tv = scalar_typed_value(value, li is not None and li.base == "uint")
                 out.append(update_field(base + leaf_elem(info, name), tv, dup))
             return
-        if self._needs_64bit_conversion(info, values):
-            values = {k: (leaf_json(v, True) if info.leaves.get(k) is not None and info.leaves[k].bits == 64 else v)
-                      for k, v in values.items()}
+        if self.ietf:
+            values = self._rfc7951(info, values)
         js = json_object(values).encode()
         n1 = len(js)
         path = self.node_path(info, key)
@@ -265,13 +265,16 @@ class Encoder:
             _T_UPDATE_VAL, _SMALL[vl] if vl < 128 else varint(vl),
             _T_TV_JSON_IETF if self.ietf else _T_TV_JSON, _SMALL[n1] if n1 < 128 else varint(n1), js, dup)))
 
-    def _needs_64bit_conversion(self, info: NodeInfo, values: dict) -> bool:
-        if not self.ietf:
-            return False
-        wide = _WIDE.get(info.path)
-        if wide is None:
-            wide = _WIDE[info.path] = frozenset(n for n, li in info.leaves.items() if li.bits == 64)
-        return bool(wide) and not wide.isdisjoint(values)
+    def _rfc7951(self, info: NodeInfo, values: dict) -> dict:
+        """A node's leaves as the members of an RFC 7951 object: module-qualified, 64-bit as strings."""
+        names = _QUALIFIED.get(info.path)
+        if names is None:
+            names = _QUALIFIED[info.path] = {n: f"{info.module}:{n}" for n in info.leaves}
+            _WIDE[info.path] = frozenset(n for n, li in info.leaves.items() if li.bits == 64)
+        wide = _WIDE[info.path]
+        if wide and not wide.isdisjoint(values):
+            return {names.get(k, k): (leaf_json(v, True) if k in wide else v) for k, v in values.items()}
+        return {names.get(k, k): v for k, v in values.items()}
 
     def leaf_update(self, info: NodeInfo, key: tuple, leaf: str, value: object, duplicates: int = 0) -> bytes:
         """One Update for a single leaf (a path that names a leaf)."""
@@ -288,6 +291,9 @@ class Encoder:
     def subtree_update(self, info: NodeInfo | None, key: tuple, value: object) -> bytes:
         """One Update carrying a JSON subtree at a node (Get); info None means the root."""
         path = self.path_body(info, key) if info is not None else b""
+        if self.ietf and info is not None and isinstance(value, dict):
+            # RFC 7951: the members of a top-level object are module-qualified
+            value = {(k if ":" in k else f"{info.module}:{k}"): v for k, v in value.items()}
         tag = _T_TV_JSON_IETF if self.ietf else _T_TV_JSON
         body = field(_T_UPDATE_PATH, path) + field(_T_UPDATE_VAL, field(tag, _dumps(value).encode()))
         return field(_T_NOTIF_UPDATE, body)
@@ -307,6 +313,7 @@ class Encoder:
 
 
 _WIDE: dict[str, frozenset] = {}
+_QUALIFIED: dict[str, dict[str, str]] = {}
 
 
 def subscribe_update(notification: bytes) -> bytes:

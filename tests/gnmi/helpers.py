@@ -153,6 +153,13 @@ class AioSub:
         self.call.cancel()
 
 
+def plain(doc):
+    """A JSON_IETF value with the module prefixes of its top-level members removed."""
+    if isinstance(doc, dict):
+        return {k.split(":", 1)[-1]: v for k, v in doc.items()}
+    return doc
+
+
 def flat(notifications) -> tuple[dict, list]:
     """({path string: value}, [deleted path strings]) of notifications, in order."""
     updates, deletes = {}, []
@@ -161,7 +168,7 @@ def flat(notifications) -> tuple[dict, list]:
             deletes.append(to_string(d))
             updates.pop(to_string(d), None)
         for u in n.update:
-            updates[to_string(u.path)] = value(u.val)
+            updates[to_string(u.path)] = plain(value(u.val))
     return updates, deletes
 
 

@@ -18,6 +18,7 @@ from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.gnmi.paths import parse
 from tests.agentproc import USERS, AgentProcess
+from tests.gnmi.helpers import plain
 
 K8S = "/kubefabric-k8s:k8s/connection"
 
@@ -66,7 +67,8 @@ def connections(client) -> dict:
     resp = client.get(path=["/k8s/connection"], encoding="json_ietf", datatype="config")
     out = {}
     for u in resp["notification"][0].get("update", []):
-        out[u["val"]["cluster-name"]] = u["val"]
+        val = plain(u["val"])
+        out[val["cluster-name"]] = val
     return out
 
 
@@ -91,7 +93,8 @@ def test_set_then_get_in_every_path_form(gc):
         assert "/etc/kubefabric/a.kubeconfig" in text and "/etc/kubefabric/b.kubeconfig" in text, path
     one = gc.get(path=["/k8s/connection[cluster-name=a]"], encoding="json_ietf")["notification"][0]["update"]
     assert [u["path"] for u in one] == ["k8s/connection[cluster-name=a]"]
-    assert one[0]["val"]["owner"] == "leaf1" and one[0]["val"]["enable"] is True
+    assert one[0]["val"]["kubefabric-k8s:owner"] == "leaf1"  # RFC 7951: top-level members module-qualified
+    assert one[0]["val"]["kubefabric-k8s:enable"] is True
     leaf = gc.get(path=["/k8s/connection[cluster-name=b]/create-vport"], encoding="json_ietf")
     assert leaf["notification"][0]["update"] == [{"path": "k8s/connection[cluster-name=b]/create-vport", "val": True}]
     proto = gc.get(path=["/k8s/connection[cluster-name=b]"], encoding="proto")["notification"][0]["update"]
@@ -285,7 +288,7 @@ def test_subscribe_to_connections_with_pygnmi(agent, gc):
             "mode": "stream", "encoding": "json_ietf"})
         first = stream.get_update(timeout=5)
         assert first["sync_response"] is True
-        assert first["update"]["update"][0]["val"]["cluster-name"] == "a"
+        assert plain(first["update"]["update"][0]["val"])["cluster-name"] == "a"
         gc.set(update=[("/k8s/connection[cluster-name=b]", conn("b"))], encoding="json_ietf")
 
         def wait_for(pred):  # the Kubernetes collector also writes the connections' state
@@ -296,7 +299,7 @@ def test_subscribe_to_connections_with_pygnmi(agent, gc):
             raise AssertionError("expected update not seen")
 
         upd = wait_for(lambda u: any(x["path"] == "k8s/connection[cluster-name=b]" for x in u["update"]))
-        assert [x["val"] for x in upd["update"] if x["path"] == "k8s/connection[cluster-name=b]"][0]["owner"] == "leaf1"
+        assert [plain(x["val"]) for x in upd["update"] if x["path"] == "k8s/connection[cluster-name=b]"][0]["owner"] == "leaf1"
         gc.set(delete=["/k8s/connection[cluster-name=a]"], encoding="json_ietf")
         upd = wait_for(lambda u: "delete" in u)
         assert upd["delete"] == [{"path": "k8s/connection[cluster-name=a]"}]

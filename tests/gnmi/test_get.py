@@ -9,7 +9,7 @@ import pytest
 from pygnmi.spec.v080 import gnmi_ext_pb2, gnmi_pb2
 
 from agent.gnmi.paths import parse, to_string
-from tests.gnmi.helpers import ADMIN, VPORT, Harness, vport_row
+from tests.gnmi.helpers import ADMIN, VPORT, Harness, plain, vport_row
 from tests.gnmi.test_subscribe import FakeHistory
 
 CNI = "/kubefabric-k8s:k8s/cni"
@@ -35,7 +35,7 @@ async def test_state_tables_in_json_ietf_and_proto(h):
     h.ds.state.upsert(VPORT, ("10.0.0.1",), vport_row(1))
     resp = await get(h, "/k8s/cni[cluster-name=c1]", "/vports/vport")
     cni, vports = resp.notification
-    assert json.loads(cni.update[0].val.json_ietf_val)["pod-network"] == ["10.244.0.0/16", "fd00::/64"]
+    assert json.loads(cni.update[0].val.json_ietf_val)["kubefabric-k8s:pod-network"] == ["10.244.0.0/16", "fd00::/64"]
     assert [to_string(u.path) for u in vports.update] == ["/vports/vport[ip=10.0.0.1]", "/vports/vport[ip=10.0.0.2]"]
     proto = await get(h, "/k8s/cni[cluster-name=c1]", encoding="PROTO")
     vals = {u.path.elem[-1].name: u.val for u in proto.notification[0].update}
@@ -43,7 +43,7 @@ async def test_state_tables_in_json_ietf_and_proto(h):
     assert vals["udp-port"].uint_val == 8472 and vals["cni-plugin"].string_val == "flannel"
     whole = await get(h, "/vports")
     doc = json.loads(whole.notification[0].update[0].val.json_ietf_val)
-    assert [v["ip"] for v in doc["vport"]] == ["10.0.0.1", "10.0.0.2"]
+    assert [v["ip"] for v in doc["kubefabric-vport:vport"]] == ["10.0.0.1", "10.0.0.2"]  # nested: unqualified
 
 
 async def test_data_types_split_config_and_state(h):
@@ -53,9 +53,9 @@ async def test_data_types_split_config_and_state(h):
 
     await h.ds.propose(add, user="t", face="test")
     h.ds.state.upsert("/kubefabric-k8s:k8s/connection/state", ("a",), {"status": "connected", "events": 3})
-    config = json.loads((await get(h, "/k8s/connection", type="CONFIG")).notification[0].update[0].val.json_ietf_val)
-    state = json.loads((await get(h, "/k8s/connection", type="STATE")).notification[0].update[0].val.json_ietf_val)
-    both = json.loads((await get(h, "/k8s/connection")).notification[0].update[0].val.json_ietf_val)
+    config = plain(json.loads((await get(h, "/k8s/connection", type="CONFIG")).notification[0].update[0].val.json_ietf_val))
+    state = plain(json.loads((await get(h, "/k8s/connection", type="STATE")).notification[0].update[0].val.json_ietf_val))
+    both = plain(json.loads((await get(h, "/k8s/connection")).notification[0].update[0].val.json_ietf_val))
     assert "state" not in config and config["kube-config"] == "/k/a"
     assert "kube-config" not in state and state["state"] == {"status": "connected", "events": "3"}
     assert both["kube-config"] == "/k/a" and both["state"]["status"] == "connected"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import grpc
@@ -75,7 +76,10 @@ async def test_leaf_subscription_gets_leaf_paths_only(h):
 async def test_json_ietf_64bit_as_strings_and_proto_scalars(h):
     h.ds.state.upsert(CONN_STATE, ("a",), {"status": "connected", "events": 2**40, "pod-count": 3})
     ietf = h.subscribe(["/k8s/connection/state"], mode="ONCE")
-    updates, _ = flat(await ietf.until_sync())
+    got = await ietf.until_sync()
+    raw = json.loads(got[0].update[0].val.json_ietf_val)
+    assert raw["kubefabric-k8s:events"] == str(2**40)  # RFC 7951: qualified top-level members, 64-bit as strings
+    updates, _ = flat(got)
     assert updates["/k8s/connection[cluster-name=a]/state"] == {"status": "connected", "events": str(2**40), "pod-count": 3}
     proto = h.subscribe(["/k8s/connection/state"], mode="ONCE", encoding="PROTO")
     got = await proto.until_sync()

@@ -94,7 +94,7 @@ def test_wire_encoding_matches_protobuf(ip, values, ts):
     assert n.timestamp == ts and n.prefix.origin == "kubefabric-vport" and n.prefix.target == "t"
     assert to_string(n.update[0].path) == to_string(gnmi_pb2.Path(elem=[
         gnmi_pb2.PathElem(name="vports"), gnmi_pb2.PathElem(name="vport", key={"ip": ip})]))
-    assert json.loads(n.update[0].val.json_ietf_val) == values
+    assert json.loads(n.update[0].val.json_ietf_val) == {f"kubefabric-vport:{k}": v for k, v in values.items()}
     assert n.update[0].duplicates == 2
     assert [e.name for e in n.delete[0].elem] == ["vports", "vport", "entity"]
     proto = encode.Encoder(encode.PROTO)
@@ -125,7 +125,8 @@ def test_long_values_and_paths(size):
         n = gnmi_pb2.SubscribeResponse.FromString(encode.subscribe_update(enc.notification(1, items))).update
         u = n.update[0]
         assert u.duplicates == size and u.path.elem[1].key["ip"] == key[0]
-        got = json.loads(u.val.json_ietf_val)["portgroup"] if encoding == encode.JSON_IETF else u.val.string_val
+        got = json.loads(u.val.json_ietf_val)["kubefabric-vport:portgroup"] if encoding == encode.JSON_IETF \
+            else u.val.string_val
         assert got == "x" * size
 
 
@@ -136,8 +137,10 @@ def test_json_ietf_writes_64bit_integers_as_strings_and_json_does_not():
         encode.Encoder(encoding).node_updates(state, ("a",), {"events": 12345678901, "pod-count": 2}, items)
         n = gnmi_pb2.SubscribeResponse.FromString(encode.subscribe_update(encode.Encoder(encoding).notification(1, items)))
         val = n.update.update[0].val
-        doc = json.loads(val.json_ietf_val if encoding == encode.JSON_IETF else val.json_val)
-        assert doc == {"events": want, "pod-count": 2}
+        if encoding == encode.JSON_IETF:
+            assert json.loads(val.json_ietf_val) == {"kubefabric-k8s:events": want, "kubefabric-k8s:pod-count": 2}
+        else:
+            assert json.loads(val.json_val) == {"events": want, "pod-count": 2}
 
 
 def test_get_response_and_packing():
