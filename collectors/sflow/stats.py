@@ -157,7 +157,7 @@ class CollectorStats:
         return {"datagrams": self.datagrams, "samples": self.samples, "malformed": self.malformed, "lost": self.lost}
 
     def __call__(self) -> dict:
-        return {**self.totals(), "exporters": len(self.exporters), "ignored": self.ignored,
+        return {**self.totals(), "exporters": len(self.exporters), "ignored": self.ignored, "untracked": self.untracked,
                 "exporter_restarts": sum(e.restarts for e in self.exporters.values())}
 
     def take_dirty(self) -> list[ExporterStats]:

@@ -76,4 +76,11 @@ def test_calling_the_stats_gives_the_numbers_metrics_scrape():
     stats.account("192.0.2.1", 0, 5, 0, 3, False, 1.0)
     stats.ignored = 2
     assert stats() == {"datagrams": 1, "samples": 3, "malformed": 0, "lost": 0, "exporters": 1, "ignored": 2,
-                       "exporter_restarts": 0}
+                       "untracked": 0, "exporter_restarts": 0}
+
+
+def test_exporters_beyond_the_limit_count_only_in_the_totals():
+    stats = CollectorStats(max_exporters=2)
+    for i in range(5):
+        stats.account(f"192.0.2.{i}", 0, 1, 0, 1, False, 1.0)
+    assert len(stats.exporters) == 2 and stats.untracked == 3 and stats.datagrams == 5
