@@ -65,6 +65,8 @@ SYNC_RESPONSE = b"\x18\x01"  # SubscribeResponse{sync_response: true}
 
 _SMALL = [bytes((i,)) for i in range(128)]
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_quote = json.encoder.encode_basestring  # C implementation when available
+
 try:  # the C encoder without JSONEncoder.encode's per-call Python overhead
     from json.encoder import c_make_encoder as _c_make_encoder
 
@@ -250,9 +252,7 @@ class Encoder:
                 tv = scalar_typed_value(value, li is not None and li.base == "uint")
                 out.append(update_field(base + leaf_elem(info, name), tv, dup))
             return
-        if self.ietf:
-            values = self._rfc7951(info, values)
-        js = json_object(values).encode()
+        js = (self._rfc7951(info, values) if self.ietf else json_object(values)).encode()
         n1 = len(js)
         path = self.node_path(info, key)
         n2 = len(path)
@@ -265,16 +265,34 @@ class Encoder:
             _T_UPDATE_VAL, _SMALL[vl] if vl < 128 else varint(vl),
             _T_TV_JSON_IETF if self.ietf else _T_TV_JSON, _SMALL[n1] if n1 < 128 else varint(n1), js, dup)))
 
-    def _rfc7951(self, info: NodeInfo, values: dict) -> dict:
-        """A node's leaves as the members of an RFC 7951 object: module-qualified, 64-bit as strings."""
-        names = _QUALIFIED.get(info.path)
-        if names is None:
-            names = _QUALIFIED[info.path] = {n: f"{info.module}:{n}" for n in info.leaves}
+    def _rfc7951(self, info: NodeInfo, values: dict) -> str:
+        """A node's leaves as an RFC 7951 object: module-qualified members, 64-bit integers as strings.
+
+        Written member by member with each member's qualified, quoted name
+        cached: cheaper than renaming the dict and encoding it.
+        """
+        heads = _HEADS.get(info.path)
+        if heads is None:
+            heads = _HEADS[info.path] = {n: _quote(f"{info.module}:{n}") + ":" for n in info.leaves}
             _WIDE[info.path] = frozenset(n for n, li in info.leaves.items() if li.bits == 64)
         wide = _WIDE[info.path]
-        if wide and not wide.isdisjoint(values):
-            return {names.get(k, k): (leaf_json(v, True) if k in wide else v) for k, v in values.items()}
-        return {names.get(k, k): v for k, v in values.items()}
+        parts = []
+        for k, v in values.items():
+            head = heads.get(k)
+            if head is None:
+                head = _quote(f"{info.module}:{k}") + ":"
+            t = type(v)
+            if k in wide:
+                parts.append(head + _dumps(leaf_json(v, True)))
+            elif t is str:
+                parts.append(head + _quote(v))
+            elif t is bool:
+                parts.append(head + ("true" if v else "false"))
+            elif t is int:
+                parts.append(head + str(v))
+            else:
+                parts.append(head + _dumps(v))
+        return "{" + ",".join(parts) + "}"
 
     def leaf_update(self, info: NodeInfo, key: tuple, leaf: str, value: object, duplicates: int = 0) -> bytes:
         """One Update for a single leaf (a path that names a leaf)."""
@@ -313,7 +331,7 @@ class Encoder:
 
 
 _WIDE: dict[str, frozenset] = {}
-_QUALIFIED: dict[str, dict[str, str]] = {}
+_HEADS: dict[str, dict[str, str]] = {}  # schema path -> leaf -> '"module:leaf":' 
 
 
 def subscribe_update(notification: bytes) -> bytes:
