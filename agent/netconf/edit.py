@@ -80,6 +80,8 @@ class Editor:
         if op in ("replace", "create"):
             parent[name] = self.codec.from_xml(_without_ops(elem), info, path)
             return
+        if op == "none" and not exists:
+            _navigable(elem, info.name, path, self.codec.prefixes)
         body = parent.setdefault(name, {})
         self._children(body, info, elem, op, path)
         if op == "none" and not exists and not body:
@@ -120,6 +122,8 @@ class Editor:
                 entries[index] = body
             return
         if index is None:
+            if op == "none":
+                _navigable(elem, info.name, path, self.codec.prefixes)
             body = dict(keys)
             self._children(body, info, elem, op, path)
             if op != "none" or len(body) > len(keys):
@@ -193,6 +197,15 @@ class Editor:
         if not info.config:
             raise RpcError("invalid-value", f"{info.name} is state data (config false) and cannot be edited",
                            path=path, path_ns=self.codec.prefixes, info={"bad-element": info.name})
+
+
+def _navigable(elem: etree._Element, name: str, path: str, ns: dict) -> None:
+    """default-operation none through a node that does not exist: only operations below may create it.
+
+    RFC 6241 7.2: data with no corresponding node and no operation is data-missing.
+    """
+    if not any(e.get(OPERATION) for e in elem.iter() if isinstance(e.tag, str)):
+        raise RpcError("data-missing", f"{name} does not exist (default-operation none)", path=path, path_ns=ns)
 
 
 def _without_ops(elem: etree._Element) -> etree._Element:

@@ -77,6 +77,12 @@ def test_default_operation_none_and_replace(port):
                       config=connection_xml("a1", kube_config="/changed", op=None).replace(
                           "<connection>", f'<connection xmlns:nc="{NC}" nc:operation="delete">'))
         assert running_names(m) == ["a2"]
+        with pytest.raises(RPCError) as err:  # none through a node that does not exist: data-missing
+            m.edit_config(target="running", default_operation="none", config=connection_xml("a9", kube_config="/x"))
+        assert err.value.tag == "data-missing"
+        m.edit_config(target="running", default_operation="none",  # ... unless an operation below creates it
+                      config=connection_xml("a9").replace("<connection>", f'<connection xmlns:nc="{NC}" nc:operation="create">'))
+        assert running_names(m) == ["a2", "a9"]
         # replace: the config given becomes the whole datastore
         m.edit_config(target="running", default_operation="replace", config=connection_xml("a3"))
         assert running_names(m) == ["a3"]
