@@ -80,6 +80,8 @@ class NetconfServer:
             f"{f.namespace}?module={f.identifier}&revision={f.version}" for f in self.schema_files
         ]
         self.sessions: dict[int, Session] = {}
+        #: every open NETCONF channel, including those whose hello has not been exchanged yet
+        self.channels: set[Session] = set()
         self.stats = Statistics()
         self._ids = itertools.count(1)
         self._server: asyncssh.SSHAcceptor | None = None
@@ -185,12 +187,15 @@ class _SshServer(asyncssh.SSHServer):
     def session_requested(self):
         if self.user is None:
             return False
-        if len(self.server.sessions) >= self.server.max_sessions:
+        # channels count from the moment they open, so a client cannot hold many before their hellos
+        if len(self.server.channels) >= self.server.max_sessions:
             self.server.stats.dropped_sessions += 1
-            log.warning("NETCONF session refused: %d sessions open", len(self.server.sessions))
+            log.warning("NETCONF session refused: %d sessions open", len(self.server.channels))
             return False
         chan = self.conn.create_server_channel(encoding=None)
-        return chan, Session(self.server, self.user, self.peer)
+        session = Session(self.server, self.user, self.peer)
+        self.server.channels.add(session)
+        return chan, session
 
 
 class Session(asyncssh.SSHServerSession):
@@ -470,6 +475,7 @@ class Session(asyncssh.SSHServerSession):
         asyncio.ensure_future(self._finish())
 
     async def _finish(self) -> None:
+        self.server.channels.discard(self)
         if self.server.sessions.get(self.id) is self:
             del self.server.sessions[self.id]
             await self.server.datastores.session_ended(self.id)
