@@ -25,8 +25,13 @@ The machine's load average is printed beside: on shared cores a receiver
 that is not given the CPU it needs loses datagrams whatever its cost; run
 under ``nice -n -10`` to measure the collector rather than the neighbours.
 
+Then a drain measurement, free of scheduling: ``--drain`` datagrams are
+queued in the receiver's socket buffer first and then read flat out, and the
+CPU time per datagram gives the rate one core can carry (bare read vs the
+collector's read + decode + statistics + tracking).
+
 Usage: python benchmarks/sflow_collector.py [--duration 60] [--rate 20000] [--workers 1] [--exporters 8]
-                                            [--no-track] [--only bare|collector]
+                                            [--no-track] [--only bare|collector|drain] [--drain 10000]
 """
 from __future__ import annotations
 
@@ -170,6 +175,67 @@ async def _run(kind: str, args) -> dict:
     return result
 
 
+async def _drain(kind: str, n: int, track: bool) -> float:
+    """CPU microseconds per datagram to read (and for the collector, process) ``n`` datagrams already
+    queued in the socket buffer: the receiver's own cost, without the waiting a loaded machine adds."""
+    from collectors.sflow.pcap import iter_sflow_payloads
+    from collectors.sflow.workers import bind_udp
+
+    templates = [bytearray(p) for p in iter_sflow_payloads(CAPTURE)]
+    collector = ds = None
+    if kind == "bare":
+        sock = bind_udp("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+    else:
+        from agent.datastore import Datastore
+        from collectors.sflow.collector import SflowCollector
+        from fabric_sync.embedded import EmbeddedFabricStore
+
+        tmp = Path(tempfile.mkdtemp(prefix="kf-bench-"))
+        ds = Datastore("bench", tmp, EmbeddedFabricStore(tmp, "bench"))
+        await ds.start()
+        if track:
+            await ds.propose(lambda t: {**t, "kubefabric-connection:connection-stats-settings": {"enable": True}},
+                             user="bench", face="bench")
+        collector = SflowCollector(ds, "127.0.0.1:0")
+        await collector.start()
+        sock = collector._sock
+        asyncio.get_running_loop().remove_reader(sock.fileno())  # we drive the reads below
+        collector._reading = False
+        port = collector.port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for seq in range(1, n + 1):
+            buf = templates[seq % len(templates)]
+            struct.pack_into(">I", buf, 16, seq)
+            out.sendto(buf, ("127.0.0.1", port))
+    start = time.process_time()
+    if kind == "bare":
+        count = 0
+        recv = sock.recv
+        while count < n:
+            try:
+                recv(65535)
+            except BlockingIOError:
+                break
+            count += 1
+    else:
+        while collector.stats.datagrams < n:
+            before = collector.stats.datagrams
+            collector._readable()
+            if collector.stats.datagrams == before:
+                break
+        count = collector.stats.datagrams
+    cpu = time.process_time() - start
+    if collector is not None:
+        await collector.stop()
+        await ds.stop()
+    else:
+        sock.close()
+    if count < n:
+        raise RuntimeError(f"only {count} of {n} datagrams were queued (receive buffer too small?)")
+    return 1e6 * cpu / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0)
@@ -178,7 +244,9 @@ def main() -> None:
     ap.add_argument("--exporters", type=int, default=8,
                     help="switches sending (own source port, agent address and sequence numbers each)")
     ap.add_argument("--no-track", dest="track", action="store_false", help="connection tracking off")
-    ap.add_argument("--only", choices=("bare", "collector"))
+    ap.add_argument("--only", choices=("bare", "collector", "drain"))
+    ap.add_argument("--drain", type=int, default=10_000,
+                    help="datagrams queued then drained to measure CPU per datagram (0: skip)")
     args = ap.parse_args()
     if not CAPTURE.exists():
         sys.exit(f"capture not found: {CAPTURE}")
@@ -186,12 +254,15 @@ def main() -> None:
           f"from {CAPTURE.name} (1210 B, ~6 samples each); "
           f"collector workers={args.workers} tracking={'on' if args.track else 'off'}; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} before the run")
-    print(f"{'receiver':<10} {'sent':>10} {'received':>10} {'lost(seq)':>10} {'lost(sent-rcvd)':>16} "
-          f"{'send/s':>8} {'rcvd/s':>8} {'CPU %':>7} {'CPU us/dg':>10}")
+    if args.only != "drain":
+        print(f"{'receiver':<10} {'sent':>10} {'received':>10} {'lost(seq)':>10} {'lost(sent-rcvd)':>16} "
+              f"{'send/s':>8} {'rcvd/s':>8} {'CPU %':>7} {'CPU us/dg':>10}")
     ok = True
     for kind in ("bare", "collector"):
         if args.only and kind != args.only:
             continue
+        if args.only == "drain":
+            break
         r = asyncio.run(_run(kind, args))
         missing = r["sent"] - r["received"]
         seq_lost = "-" if r["lost_by_sequence"] is None else r["lost_by_sequence"]
@@ -202,7 +273,14 @@ def main() -> None:
             if r.get("tracker"):
                 print(f"           tracker: {r['tracker']}")
             ok = missing == 0 and not r["lost_by_sequence"]
-    if not args.only or args.only == "collector":
+    if args.drain and args.only in (None, "drain"):
+        print(f"drain: {args.drain} datagrams queued in the socket buffer, then read; CPU per datagram "
+              f"(process time, best of 3) and the rate one core could carry")
+        for kind in ("bare", "collector"):
+            cost = min(asyncio.run(_drain(kind, args.drain, args.track)) for _ in range(3))
+            label = "bare recv" if kind == "bare" else "collector"
+            print(f"{label:<10} {cost:>7.1f} us/datagram  ->  {1e6 / cost:>8,.0f} datagrams/s per core")
+    if args.only in (None, "collector"):
         print("PASS: zero loss" if ok else "FAIL: loss")
         sys.exit(0 if ok else 1)
 
