@@ -88,7 +88,8 @@ def sample_from_record(rec, t: float) -> tuple | None:
 
 
 def samples_from_datagram(dg, t: float) -> list[tuple]:
-    """The compact samples of every flow sample of a decoded datagram (as :func:`sample_from_record`).
+    """The compact samples of every flow sample of a decoded datagram (as :func:`sample_from_record`,
+    but with the addresses packed: the tracker turns them into text once per connection, not per sample).
 
     Reads the decoded ``ParsedPacket`` fields (``PACKET_FIELDS``: ``vlans``,
     ``src_ip``, ``inner_src_ip`` ...) directly instead of through
@@ -118,14 +119,14 @@ def samples_from_datagram(dg, t: float) -> list[tuple]:
             if src is None:
                 continue
             append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, vlan, packet.vni or 0, encap,
-                    ip_text(src), ip_text(packet.inner_dst_ip), packet.inner_protocol or 0, packet.inner_src_port,
+                    src, packet.inner_dst_ip, packet.inner_protocol or 0, packet.inner_src_port,
                     packet.inner_dst_port, packet.inner_tcp_flags))
         else:
             src = packet.src_ip
             if src is None:
                 continue
             append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, vlan, 0, encap,
-                    ip_text(src), ip_text(packet.dst_ip), packet.protocol or 0, packet.src_port,
+                    src, packet.dst_ip, packet.protocol or 0, packet.src_port,
                     packet.dst_port, packet.tcp_flags))
     return out
 
@@ -136,7 +137,8 @@ class Connection:
     __slots__ = ("switch", "vlan", "vxlan", "protocol", "src_ip", "dst_ip", "src_port", "dst_port",
                  "encapsulation", "state", "fins", "syn_time", "latency", "first_seen", "last_seen",
                  "packets", "bytes", "published", "first_text", "attribution", "attributed_at", "dirty", "alive",
-                 "written_at", "owner", "lookup", "queued")
+                 "written_at", "owner", "lookup", "queued",
+                 "src_key", "dst_key")
 
     def __init__(self, switch: str, vlan: int, vxlan: int, protocol: int, src_ip: str, dst_ip: str,
                  src_port: int, dst_port: int, encapsulation: str, t: float) -> None:
@@ -167,6 +169,8 @@ class Connection:
         self.owner = switch  # the exporter whose sample created the entry (its quota counts it)
         self.lookup: tuple = ()  # the tracker's table key
         self.queued = t  # last_seen when placed at the end of its exporter's order (second chance)
+        self.src_key: str | bytes = src_ip  # the addresses as samples carry them (packed or text)
+        self.dst_key: str | bytes = dst_ip
 
     @property
     def key(self) -> tuple:
@@ -177,6 +181,7 @@ class Connection:
         """Swap client and server (a SYN or SYN-ACK showed the guess was wrong)."""
         self.src_ip, self.dst_ip = self.dst_ip, self.src_ip
         self.src_port, self.dst_port = self.dst_port, self.src_port
+        self.src_key, self.dst_key = self.dst_key, self.src_key
         self.fins = ((self.fins & 1) << 1) | ((self.fins & 2) >> 1)
         self.attribution = None
         self.attributed_at = 0.0
@@ -277,9 +282,21 @@ class ConnectionTracker:
             else:
                 client_sent = sport >= dport  # lower port = server
             if client_sent:
-                conn = Connection(switch, vlan, vni, proto, src, dst, sport, dport, encap, t)
+                if type(src) is bytes:  # packed addresses: text once per connection, not per sample
+                    src_text, dst_text = ip_text(src), ip_text(dst)
+                else:
+                    src_text, dst_text = src, dst
+                conn = Connection(switch, vlan, vni, proto, src_text, dst_text, sport, dport, encap, t)
             else:
-                conn = Connection(switch, vlan, vni, proto, dst, src, dport, sport, encap, t)
+                if type(src) is bytes:
+                    src_text, dst_text = ip_text(src), ip_text(dst)
+                else:
+                    src_text, dst_text = src, dst
+                conn = Connection(switch, vlan, vni, proto, dst_text, src_text, dport, sport, encap, t)
+            if client_sent:
+                conn.src_key, conn.dst_key = src, dst
+            else:
+                conn.src_key, conn.dst_key = dst, src
             conn.lookup = lookup
             table[lookup] = conn
             own[lookup] = conn
@@ -287,8 +304,8 @@ class ConnectionTracker:
         else:
             table.move_to_end(lookup)
             conn.switch = switch
-        if proto == 6 and flags is not None:
-            self._tcp(conn, flags, conn.src_port == sport and conn.src_ip == src, t)
+        if proto == 6 and flags is not None and (flags & 0x07 or conn.state in _OPENING):  # not plain data/ACK
+            self._tcp(conn, flags, conn.src_port == sport and conn.src_key == src, t)
         conn.last_seen = t
         conn.packets += rate
         conn.bytes += length * rate
