@@ -336,28 +336,29 @@ async def main_async(args) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="kubefabric-k8s-bench-"))
     print(f"kubefabric Kubernetes collector benchmark ({sys.version.split()[0]}, data in {tmp})")
     ok = True
-    if args.only == "history":
-        return report_history(bench_history(tmp, args.records))
-    sync = await bench_sync(tmp, args.pods)
-    print(f"\ninitial sync, {args.pods} pods (flannel-vxlan, {args.pods // 110 + 1} nodes, 12 services)")
-    line("list+watch -> connected, all vPorts written", f"{sync['sync']:.2f} s", "<= 5 s",
-         f"peer: raw client list {sync['raw_json']:.2f} s (JSON), {sync['raw_models']:.2f} s (V1Pod models)")
-    ok &= sync["sync"] <= 5
-
-    lat = await bench_latency(tmp, args.pods, args.events)
-    print(f"\nwatch event -> datastore change feed ({args.events} pod creations, paced)")
-    line("latency p50", f"{lat['p50'] * 1000:.2f} ms", "", f"floor: the POST that creates the pod {lat['floor_p50'] * 1000:.2f} ms")
-    line("latency p99", f"{lat['p99'] * 1000:.2f} ms", "<= 100 ms", f"max {lat['max'] * 1000:.1f} ms")
-    ok &= lat["p99"] <= 0.1
-
-    mem = await bench_memory(tmp, args.pods)
-    print(f"\nmemory, {args.pods} pods synced (tracemalloc: collector + datastore rows + history buffers)")
-    line("per pod", f"{mem['per_pod'] / 1024:.2f} KB", "<= 2 KB",
-         f"peer: raw Pod JSON {mem['raw_json'] / 1024:.2f} KB/pod")
-    print("    largest: " + ", ".join(f"{f} {b:.0f} B" for f, b in mem["top"]))
-    ok &= mem["per_pod"] <= 2048
-
-    ok &= report_history(bench_history(tmp, args.records)) == 0
+    parts = [args.only] if args.only else ["sync", "latency", "memory", "history"]
+    if "sync" in parts:
+        sync = await bench_sync(tmp, args.pods)
+        print(f"\ninitial sync, {args.pods} pods (flannel-vxlan, {args.pods // 110 + 1} nodes, 12 services)")
+        line("list+watch -> connected, all vPorts written", f"{sync['sync']:.2f} s", "<= 5 s",
+             f"peer: raw client list {sync['raw_json']:.2f} s (JSON), {sync['raw_models']:.2f} s (V1Pod models)")
+        ok &= sync["sync"] <= 5
+    if "latency" in parts:
+        lat = await bench_latency(tmp, args.pods, args.events)
+        print(f"\nwatch event -> datastore change feed ({args.events} pod creations, paced)")
+        line("latency p50", f"{lat['p50'] * 1000:.2f} ms", "",
+             f"floor: the POST that creates the pod {lat['floor_p50'] * 1000:.2f} ms")
+        line("latency p99", f"{lat['p99'] * 1000:.2f} ms", "<= 100 ms", f"max {lat['max'] * 1000:.1f} ms")
+        ok &= lat["p99"] <= 0.1
+    if "memory" in parts:
+        mem = await bench_memory(tmp, args.pods)
+        print(f"\nmemory, {args.pods} pods synced (tracemalloc: collector + datastore rows + history buffers)")
+        line("per pod", f"{mem['per_pod'] / 1024:.2f} KB", "<= 2 KB",
+             f"peer: raw Pod JSON {mem['raw_json'] / 1024:.2f} KB/pod")
+        print("    largest: " + ", ".join(f"{f} {b:.0f} B" for f, b in mem["top"]))
+        ok &= mem["per_pod"] <= 2048
+    if "history" in parts:
+        ok &= report_history(bench_history(tmp, args.records)) == 0
     print("\nall targets met" if ok else "\nsome targets missed")
     return 0 if ok else 1
 
@@ -381,7 +382,7 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["history"], help="run one part")
+    parser.add_argument("--only", choices=["sync", "latency", "memory", "history"], help="run one part")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     sys.exit(asyncio.run(main_async(args)))

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import cni

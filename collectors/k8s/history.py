@@ -100,9 +100,11 @@ def _digest(data: Mapping) -> int:
     Kept to 30 bits so CPython stores it as a one-digit int: tens of
     thousands are held, and a collision only merges two versions.
     """
+    # insertion order, not sorted: each producer builds its rows in a fixed order (and JSON keeps it),
+    # so sorting would only cost time; a different order at worst records one extra version
     try:
-        value = hash(tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                  for k, v in data.items() if k not in VOLATILE)))
+        value = hash(tuple([(k, tuple(v) if type(v) is list else v)
+                            for k, v in data.items() if k not in VOLATILE]))
     except TypeError:   # nested structures: fall back to canonical JSON
         value = hash(json.dumps({k: v for k, v in data.items() if k not in VOLATILE}, sort_keys=True,
                                 separators=(",", ":")))

@@ -31,6 +31,7 @@ import time
 from sys import intern
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Mapping
 
 __all__ = ["VPORT_VLAN", "VPORT_STATUS", "TERMINAL_PHASES", "PodView", "Claim", "IpTable",
@@ -44,22 +45,23 @@ _PHASE_RANK = {"Running": 3, "Pending": 2, "Unknown": 1}
 
 def dummy_mac(ip: str) -> str:
     """``88:88:88`` + the low 24 bits of the address."""
+    parts = ip.split(".")
+    if len(parts) == 4:                      # IPv4 fast path (ipaddress costs ~10x more)
+        _, b, c, d = (int(p) for p in parts)
+        return f"88:88:88:{b:02x}:{c:02x}:{d:02x}"
     low = int(ipaddress.ip_address(ip)) & 0xFFFFFF
     return f"88:88:88:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}"
 
 
-_last_stamp: tuple[float, str] = (-1.0, "")
-
-
+@lru_cache(maxsize=4096)
 def rfc3339(t: float) -> str:
-    """Epoch seconds -> ``2026-11-22T12:00:00.123Z`` (yang:date-and-time)."""
-    global _last_stamp
-    if _last_stamp[0] == t:          # a re-list stamps thousands of rows with one time
-        return _last_stamp[1]
+    """Epoch seconds -> ``2026-11-22T12:00:00.123Z`` (yang:date-and-time).
+
+    Cached: a re-list stamps thousands of rows with one time, and pods
+    started in the same second share their first-seen.
+    """
     dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    _last_stamp = (t, text)
-    return text
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def parse_k8s_time(text: str | None) -> float | None:

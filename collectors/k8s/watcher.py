@@ -36,6 +36,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -205,31 +206,54 @@ class Watcher:
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
             _preload_content=False, _request_timeout=timeout)
 
+    async def _page(self, token: str | None, timeout: aiohttp.ClientTimeout) -> bytes:
+        query = [("limit", str(self.page_size)), *self.resource.query()]
+        if token:
+            query.append(("continue", token))
+        resp = await self._get(query, timeout)
+        try:
+            body = await resp.read()
+            if resp.status != 200:
+                raise _status_error(resp.status, body, f"list {self.resource.path}")
+            return body
+        finally:
+            resp.release()
+
     async def list_all(self) -> tuple[list[dict], str]:
-        """All items over every page, and the snapshot's resourceVersion."""
+        """All items over every page, and the snapshot's resourceVersion.
+
+        Pages are pipelined: the next page is requested as soon as its
+        ``continue`` token is seen in the head of the current one (API
+        servers write ``metadata`` before ``items``), so the server encodes
+        page N+1 while we decode page N.  The token is checked against the
+        decoded page; a mismatch drops the prefetch.
+        """
         items: list[dict] = []
-        token = None
         rv = ""
         timeout = aiohttp.ClientTimeout(total=self.list_timeout, sock_connect=10)
+        body = await self._page(None, timeout)
+        first = True
         while True:
-            query = [("limit", str(self.page_size)), *self.resource.query()]
-            if token:
-                query.append(("continue", token))
-            resp = await self._get(query, timeout)
+            peeked = _peek_continue(body)
+            prefetch = asyncio.ensure_future(self._page(peeked, timeout)) if peeked else None
             try:
-                body = await resp.read()
-                if resp.status != 200:
-                    raise _status_error(resp.status, body, f"list {self.resource.path}")
-            finally:
-                resp.release()
-            doc = json.loads(body)
+                doc = json.loads(body)
+            except BaseException:
+                if prefetch is not None:
+                    prefetch.cancel()
+                raise
             meta = doc.get("metadata") or {}
-            if not token:
+            if first:
                 rv = str(meta.get("resourceVersion") or "")
+                first = False
             items.extend(doc.get("items") or [])
             token = meta.get("continue")
+            if prefetch is not None and token != peeked:
+                prefetch.cancel()
+                prefetch = None
             if not token:
                 return items, rv
+            body = await prefetch if prefetch is not None else await self._page(token, timeout)
 
     async def watch_once(self) -> None:
         """One watch request, until the server closes it; raises on errors."""
@@ -270,6 +294,17 @@ class Watcher:
                     self.handler.on_event(self.resource, kind, obj)
         finally:
             resp.release()
+
+
+_CONTINUE = re.compile(rb'"continue"\s*:\s*"([^"\\]*)"')
+
+
+def _peek_continue(body: bytes) -> str | None:
+    """The list's ``metadata.continue`` from the head of the body, without decoding it all."""
+    head = body[:4096]
+    cut = head.find(b'"items"')
+    match = _CONTINUE.search(head if cut < 0 else head[:cut])
+    return match.group(1).decode() if match else None
 
 
 def _status_error(status: int, body: bytes, what: str) -> WatchError:
