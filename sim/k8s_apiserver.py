@@ -239,7 +239,8 @@ class FakeApiServer:
     # ------------------------------------------------------------------ test controls
 
     def inject_error(self, status: int = 500, count: int = 1, match: str = "", watch: bool | None = None) -> None:
-        """Fail the next ``count`` requests whose path contains ``match`` (only watches/lists if ``watch`` set)."""
+        """Fail the next ``count`` requests whose path and query contain ``match`` (watches only / lists only
+        when ``watch`` is True / False)."""
         self._injected.append(_Injected(status, count, match, watch))
 
     def expire_watches(self) -> None:
@@ -392,7 +393,7 @@ class FakeApiServer:
                 return web.json_response(_status(401, "Unauthorized", "Unauthorized"), status=401)
         is_watch = request.query.get("watch") in ("1", "true")
         for inj in self._injected:
-            if inj.count > 0 and inj.match in request.path and (inj.watch is None or inj.watch == is_watch):
+            if inj.count > 0 and inj.match in request.path_qs and (inj.watch is None or inj.watch == is_watch):
                 inj.count -= 1
                 self._injected = [i for i in self._injected if i.count > 0]
                 reason = {500: "InternalError", 503: "ServiceUnavailable", 429: "TooManyRequests",

@@ -462,3 +462,23 @@ async def test_fixing_the_kubeconfig_in_place_heals_the_connection(apiserver_fac
     srv.write_kubeconfig(kc, cluster_name="k8s01")          # the operator drops in a fresh token
     st = await connected(ds, "k8s01")
     assert len(vports(ds)) == 4 and "revoked-token" not in repr(st)
+
+
+async def test_paginated_list_and_an_expired_continue_token(apiserver_factory, manager_factory, tmp_path):
+    srv = await apiserver_factory("flannel-vxlan", pods=95)
+    srv.inject_error(410, count=1, match="continue=", watch=False)     # the snapshot expired mid-list
+    kc = srv.write_kubeconfig(tmp_path / "kc", cluster_name="k8s01")
+    manager, ds = await manager_factory(watch_options={**__import__("tests.k8s.conftest", fromlist=["FAST"]).FAST,
+                                                       "page_size": 10})
+    ds.set_connections(conn("k8s01", kc, **{"create-vport": True}))
+    await connected(ds, "k8s01")
+    assert {ip: r["entity"] for ip, r in vports(ds).items()} == server_pod_ips(srv)
+    lists = [(p, q) for m, p, q in srv.requests if "watch" not in q and "limit=10" in q]
+    assert sum("continue=" in q for p, q in lists if p == "/api/v1/pods") >= 9      # 95 pods: 10 pages
+    starts = {}
+    for p, q in lists:
+        if "continue=" not in q:
+            starts[p] = starts.get(p, 0) + 1
+    core = [starts[p] for p in ("/api/v1/pods", "/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices")]
+    assert sorted(core) == [1, 1, 2], starts          # the list whose continue expired started over, once
+    assert len(ds.state.entries(SERVICE)) == 12      # services and slices paged too (12 each)
