@@ -20,6 +20,7 @@ Inputs (deterministic for a given --seed), in rotation:
 Usage::
 
     python benchmarks/fuzz_sflow.py [--count N] [--seed S] [--crash-dir DIR] [--json]
+    python benchmarks/fuzz_sflow.py --atheris [--count N]   # coverage-guided (pip install atheris)
 
 Prints inputs run, uncaught exceptions, last-resort rejections, malformed
 share, rate and peak RSS; exits 1 when anything escaped.  ``make bench``
@@ -206,6 +207,41 @@ def run(count: int, seed: int = 0, crash_dir: Path | None = None, progress: floa
     }
 
 
+def run_atheris(count: int, crash_dir: Path | None) -> None:
+    """Coverage-guided fuzzing with atheris (libFuzzer), seeded with the shared captures; exits the process.
+
+    libFuzzer prints its own figures ("Done N runs", peak rss) and stops at the first finding, writing
+    the input under --crash-dir.
+    """
+    import tempfile
+
+    import atheris  # optional: pip install atheris
+
+    seeds = Path(tempfile.mkdtemp(prefix="sflow-corpus-"))
+    for i, data in enumerate(corpus()):
+        (seeds / f"seed-{i}").write_bytes(data)
+    tracker = ConnectionTracker(max_connections=20_000, idle_timeout=60.0)
+    findings = Findings(crash_dir)
+    runs = [0]
+
+    def one_input(data: bytes) -> None:
+        runs[0] += 1
+        check(data, tracker, findings, 1_700_000_000.0 + runs[0] * 1e-4)
+        if findings.uncaught or findings.undecodable:
+            raise RuntimeError(f"finding: {list(findings.examples)[-1]}")
+        if runs[0] % 10_000 == 0:
+            tracker.expire(1e12)
+            tracker.take_changes()
+
+    atheris.instrument_all()
+    args = [sys.argv[0], str(seeds), f"-runs={count}", "-max_len=4096", "-rss_limit_mb=2048"]
+    if crash_dir is not None:
+        crash_dir.mkdir(parents=True, exist_ok=True)
+        args.append(f"-artifact_prefix={crash_dir}/")
+    atheris.Setup(args, one_input)
+    atheris.Fuzz()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=20_000, help="inputs to run (default 20,000)")
@@ -213,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crash-dir", type=Path, help="write every distinct failing input here")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--progress", type=float, default=0.0, metavar="SECONDS", help="progress line every SECONDS")
+    p.add_argument("--atheris", action="store_true", help="coverage-guided fuzzing with atheris instead")
     args = p.parse_args(argv)
+    if args.atheris:
+        run_atheris(args.count, args.crash_dir)
+        return 0
     result = run(args.count, args.seed, args.crash_dir, args.progress)
     if args.json:
         print(json.dumps(result, indent=1))
