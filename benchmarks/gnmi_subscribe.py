@@ -228,13 +228,15 @@ def run_bursts(channel, stub, encoding: int, entries: int, rounds: int) -> dict:
     reader.synced.wait(60)
     per_entry = 1 if encoding == gnmi_pb2.Encoding.Value("JSON_IETF") else 2
     rates, face_rates, writes = [], [], []
-    for _ in range(rounds):
+    for round_no in range(rounds + 1):  # the first round warms up and is not counted
         reader.reached.clear()
         reader.target = reader.count + entries * per_entry
         t0 = json.loads(burst(b"{}"))
         if not reader.reached.wait(60):
             raise RuntimeError(f"burst not delivered: {reader.count}/{reader.target}")
         n = entries * per_entry
+        if round_no == 0:
+            continue
         rates.append(n / ((reader.last_recv - t0["t0"]) / 1e9))
         face_rates.append(n / ((reader.last_recv - t0["t0"] - t0["publish_s"] * 1e9) / 1e9))
         writes.append(t0["write_s"])
