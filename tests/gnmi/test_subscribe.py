@@ -328,3 +328,30 @@ async def test_history_snapshot_and_range(h):
         assert await bad.next() is END and bad.error.code() == code, kw
     other = h.subscribe(["/k8s"], mode="ONCE", extension=_history(snapshot=ns(t0)))
     assert await other.next() is END and other.error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_queue_that_overflows_ends_only_that_session(tmp_path):
+    h = await Harness(tmp_path, Limits(max_pending=50)).start()
+    try:
+        slow = h.subscribe(["/vports/vport"])
+        fast = h.subscribe(["/vports/vport"])
+        await slow.until_sync()
+        await fast.until_sync()
+        slow.task.cancel()  # stops reading: its window fills, then its queue
+        big = "y" * 8000
+        for n in range(400):
+            h.ds.state.upsert(VPORT, (ip(n),), vport_row(n, portgroup=big))
+            if n % 20 == 0:
+                await asyncio.sleep(0.01)
+        for _ in range(100):
+            if h.ds.feed.listener_count == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert h.ds.feed.listener_count == 1 and h.srv.stats["sessions"] == 1  # only the slow one ended
+        got = 0
+        while got < 400:
+            r = await fast.next()
+            got += len(r.update.update)
+        assert got == 400
+    finally:
+        await h.stop()
