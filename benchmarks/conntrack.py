@@ -123,8 +123,9 @@ def main() -> None:
         t = min(r[0] for r in runs)
         conns = len(runs[0][1])
         p, written = min(asyncio.run(publish_run(samples, 10 * args.connections)) for _ in range(args.repeat))
+        rows = f"{written / p:>15,.0f}" if written >= 1000 else f"{'(too few rows)':>15}"
         print(f"{name:<10} {len(samples):>9} {conns:>7} {len(samples) / c:>11,.0f} {len(samples) / t:>11,.0f} "
-              f"{c / t:>6.2f} {written / p:>15,.0f}")
+              f"{c / t:>6.2f} {rows}")
     tr = runs[0][1]
     print(f"tracker counters (last set): {tr.stats()}")
 
