@@ -65,12 +65,21 @@ def status_of(exc: gNMIException) -> grpc.StatusCode | None:
     return orig.code() if isinstance(orig, grpc.RpcError) else None
 
 
+def plain(value):
+    """A JSON_IETF value with the module prefixes of its member names dropped (RFC 7951 qualifies them)."""
+    if isinstance(value, dict):
+        return {k.split(":", 1)[-1]: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def get_json(gc: gNMIclient, path: str):
-    """The value at `path` (JSON_IETF), None when absent."""
+    """The value at `path` (JSON_IETF, member names without module prefixes), None when absent."""
     reply = gc.get(path=[path], encoding="json_ietf")
     for notif in reply.get("notification", []):
         for upd in notif.get("update") or []:
-            return upd.get("val")
+            return plain(upd.get("val"))
     return None
 
 
@@ -80,7 +89,7 @@ def connections(gc: gNMIclient) -> dict[str, dict]:
     found = {}
     for notif in reply.get("notification", []):
         for upd in notif.get("update") or []:
-            val = upd.get("val")
+            val = plain(upd.get("val"))
             rows = val if isinstance(val, list) else [val]
             for row in rows:
                 if isinstance(row, dict) and "cluster-name" in row:
@@ -149,4 +158,4 @@ class OnChange:
 def update_paths(update: dict) -> list[tuple[str, object]]:
     """(path, val) pairs of a pygnmi stream update."""
     body = update.get("update", {})
-    return [(u.get("path", ""), u.get("val")) for u in body.get("update", [])]
+    return [(u.get("path", ""), plain(u.get("val"))) for u in body.get("update", [])]
