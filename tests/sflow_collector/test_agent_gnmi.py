@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,34 @@ def _find(tree, leaf: str):
             if found is not None:
                 return found
     return None
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_worker_processes_exit_when_the_agent_is_killed(agent_factory):
+    port = free_port(socket.SOCK_DGRAM)
+    agent = agent_factory(extra_args=["--sflow-addr", f"127.0.0.1:{port}", "--sflow-workers", "2"])
+    workers = [p for p in _children(agent.proc.pid)
+               if b"collectors.sflow.workers" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    agent.kill()  # SIGKILL: no chance to stop them
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers):
+        assert time.monotonic() < deadline, "orphaned sFlow workers kept running"
+        time.sleep(0.05)
