@@ -281,21 +281,15 @@ class ConnectionTracker:
                 client_sent = not flags & ACK
             else:
                 client_sent = sport >= dport  # lower port = server
-            if client_sent:
-                if type(src) is bytes:  # packed addresses: text once per connection, not per sample
-                    src_text, dst_text = ip_text(src), ip_text(dst)
-                else:
-                    src_text, dst_text = src, dst
-                conn = Connection(switch, vlan, vni, proto, src_text, dst_text, sport, dport, encap, t)
+            if type(src) is bytes:  # packed addresses: text once per connection, not per sample
+                src_text, dst_text = ip_text(src), ip_text(dst)
             else:
-                if type(src) is bytes:
-                    src_text, dst_text = ip_text(src), ip_text(dst)
-                else:
-                    src_text, dst_text = src, dst
-                conn = Connection(switch, vlan, vni, proto, dst_text, src_text, dport, sport, encap, t)
+                src_text, dst_text = src, dst
             if client_sent:
+                conn = Connection(switch, vlan, vni, proto, src_text, dst_text, sport, dport, encap, t)
                 conn.src_key, conn.dst_key = src, dst
             else:
+                conn = Connection(switch, vlan, vni, proto, dst_text, src_text, dport, sport, encap, t)
                 conn.src_key, conn.dst_key = dst, src
             conn.lookup = lookup
             table[lookup] = conn
