@@ -27,7 +27,7 @@ from pygnmi.spec.v080 import gnmi_pb2
 from agent.datastore.schema import NodeInfo
 from agent.datastore.tree import build_tree, leaf_json
 
-from .paths import key_text, node_elems
+from .paths import key_text
 
 JSON = gnmi_pb2.Encoding.Value("JSON")
 JSON_IETF = gnmi_pb2.Encoding.Value("JSON_IETF")

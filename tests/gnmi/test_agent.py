@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import threading
 
 import grpc
 import pytest
