@@ -16,6 +16,7 @@ than grow without bound.
 from __future__ import annotations
 
 import asyncio
+from itertools import islice
 
 from agent.datastore.changefeed import Change
 
@@ -101,9 +102,8 @@ class CoalescingQueue:
             out = list(entries.values())
             entries.clear()
         else:
-            out = []
-            for ident in list(entries)[:limit]:
-                out.append(entries.pop(ident))
+            idents = list(islice(entries, limit))
+            out = [entries.pop(ident) for ident in idents]
         if not entries:
             self.event.clear()
         return out
