@@ -232,8 +232,10 @@ class Session:
                     heartbeat = sub.heartbeat_due
                     sub.due = sub.heartbeat_due = False
                     await self._send_sample(sub, full=heartbeat or not sub.suppress)
-            while len(self.queue):
+            if len(self.queue):  # one chunk per round: polls and timers get their turn in between
                 await self._send_queued()
+                if len(self.queue):
+                    self.wake.set()
             if self.half_closed and not self.polls:
                 return
 
