@@ -87,7 +87,8 @@ class Agent:
             plan.append(("web", lambda: _load("agent.web.server", "WebServer")(ds, self.auth, addr=s.web_addr)))
         if importlib.util.find_spec("collectors.k8s.manager") is not None:
             plan.append(("kubernetes", lambda: _load("collectors.k8s.manager", "K8sManager")(
-                ds, s.data_dir, retention_days=s.history_retention_days)))
+                ds, s.data_dir, retention_days=s.history_retention_days,
+                history_max_bytes=int(s.history_max_mb * 2**20) if s.history_max_mb else None)))
         if s.sflow_addr:
             plan.append(("sFlow", lambda: _load("collectors.sflow.collector", "SflowCollector")(
                 ds, addr=s.sflow_addr, workers=s.sflow_workers)))

@@ -46,6 +46,8 @@ class Settings:
     role: str = "leaf"
     owner_grace: float = 10.0
     history_retention_days: float = 30.0
+    #: cap of the Kubernetes history database (MiB of used pages); 0 for no cap
+    history_max_mb: float = 1024.0
 
     @classmethod
     def load(cls, path: Path | None) -> "Settings":

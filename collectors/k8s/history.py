@@ -140,13 +140,17 @@ class _OpenIndex:
 class HistoryStore:
     """SQLite-backed history of pods, vPorts, service membership, services and CNI.
 
-    ``HistoryStore(path, retention_days=30)``; ``path`` may be ``":memory:"``.
-    Times are epoch seconds (float), an aware ``datetime`` or RFC 3339 text.
+    ``HistoryStore(path, retention_days=30, max_bytes=None)``; ``path`` may be
+    ``":memory:"``.  Times are epoch seconds (float), an aware ``datetime`` or
+    RFC 3339 text.  ``max_bytes`` caps the database's used pages: retention
+    then also drops the oldest closed versions until it fits (current
+    versions are never dropped).
     """
 
-    def __init__(self, path: str | Path, retention_days: float = 30.0) -> None:
+    def __init__(self, path: str | Path, retention_days: float = 30.0, max_bytes: int | None = None) -> None:
         self.path = str(path)
         self.retention_days = float(retention_days)
+        self.max_bytes = max_bytes
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -300,7 +304,7 @@ class HistoryStore:
         return len(rows)
 
     def enforce_retention(self, now: float | None = None, batch: int = 20000) -> int:
-        """Delete versions that closed before ``now - retention_days``; returns rows deleted.
+        """Delete versions that closed before ``now - retention_days``, then enforce ``max_bytes``; returns rows deleted.
 
         Works in batches of ``batch`` rows per transaction so a large purge
         never holds the database for long.
@@ -312,13 +316,43 @@ class HistoryStore:
             ids = [r[0] for r in self._db.execute(
                 "SELECT id FROM record INDEXED BY record_by_to WHERE valid_to < ? LIMIT ?", (horizon, batch))]
             if not ids:
-                return total
-            marks = ",".join("?" * len(ids))
-            self._db.execute("BEGIN")
-            self._db.execute(f"DELETE FROM record WHERE id IN ({marks})", ids)
-            self._db.execute(f"DELETE FROM record_span WHERE id IN ({marks})", ids)
-            self._db.execute("COMMIT")
+                return total + self.enforce_size(batch)
+            self._delete_ids(ids)
             total += len(ids)
+
+    def size_bytes(self) -> int:
+        """Bytes of database pages in use (free pages, which SQLite reuses, excluded)."""
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self._db.execute("PRAGMA page_size").fetchone()[0]
+
+    def enforce_size(self, batch: int = 20000) -> int:
+        """Delete the oldest closed versions while the database holds more than ``max_bytes``; returns rows deleted."""
+        if not self.max_bytes:
+            return 0
+        self.flush()
+        total = 0
+        step = 0
+        while self.size_bytes() > self.max_bytes:
+            step = step or max(100, min(batch, self.count() // 20))  # about 5 % of the records a round
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM record INDEXED BY record_by_to WHERE valid_to < ? ORDER BY valid_to LIMIT ?",
+                (OPEN_END, step))]
+            if not ids:
+                break  # only current versions are left: they stay
+            self._delete_ids(ids)
+            total += len(ids)
+        if total:
+            log.warning("k8s history: over its %d-byte cap; removed the %d oldest closed versions",
+                        self.max_bytes, total)
+        return total
+
+    def _delete_ids(self, ids: list[int]) -> None:
+        marks = ",".join("?" * len(ids))
+        self._db.execute("BEGIN")
+        self._db.execute(f"DELETE FROM record WHERE id IN ({marks})", ids)
+        self._db.execute(f"DELETE FROM record_span WHERE id IN ({marks})", ids)
+        self._db.execute("COMMIT")
 
     def count(self, kind: str | None = None) -> int:
         """Records stored (all versions, open and closed)."""

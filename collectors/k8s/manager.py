@@ -52,12 +52,12 @@ class K8sManager:
 
     def __init__(self, ds, data_dir: Path, retention_days: float = 30, *,
                  watch_options: dict | None = None, flush_interval: float = 0.25,
-                 retention_interval: float = 3600.0) -> None:
+                 retention_interval: float = 3600.0, history_max_bytes: int | None = None) -> None:
         self.ds = ds
         self.node_name = str(getattr(ds, "node_name", "") or "")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.history = HistoryStore(self.data_dir / "k8s-history.sqlite3", retention_days)
+        self.history = HistoryStore(self.data_dir / "k8s-history.sqlite3", retention_days, history_max_bytes)
         self.watch_options = dict(watch_options or {})
         self.flush_interval = flush_interval
         self.retention_interval = retention_interval
