@@ -258,3 +258,45 @@ def test_sflow_exporter_rows_bounded():
     for i in range(10_000):
         stats.account(f"203.0.{i >> 8 & 255}.{i & 255}", 0, 1, 0, 1, False, 1.0)
     assert len(stats.exporters) == 100 and stats.untracked == 9_900 and stats.datagrams == 10_000
+
+
+# -- Kubernetes history: retention and size cap -------------------------------------------------------------
+def _churn(store, pods: int, versions: int, t0: float, step: float = 60.0) -> float:
+    t = t0
+    for v in range(versions):
+        for p in range(pods):
+            store.set("pod", "c1", f"10.0.{p >> 8}.{p & 255}", f"uid-{p}",
+                      {"name": f"pod-{p}", "namespace": "default", "node": "n1", "phase": "Running",
+                       "labels": {"app": "x" * 40, "version": str(v)}}, t)
+        t += step
+        store.flush()
+    return t
+
+
+def test_history_retention_drops_versions_closed_before_the_horizon(tmp_path):
+    from collectors.k8s.history import HistoryStore
+
+    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=1)
+    day = 86400.0
+    t = _churn(store, 50, 4, 1_000_000.0, step=day)  # versions closed 3, 2 and 1 days before the last
+    total = store.count()
+    removed = store.enforce_retention(t + 0.5 * day)
+    assert removed > 0 and store.count() == total - removed
+    # what is current stays, however old
+    assert len(store.pods_at("10.0.0.1", t)) == 1
+    store.close()
+
+
+def test_history_size_cap_keeps_the_database_bounded_and_the_present_intact(tmp_path):
+    from collectors.k8s.history import HistoryStore
+
+    cap = 1 * 2**20
+    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=365, max_bytes=cap)
+    t = _churn(store, 150, 40, 1_000_000.0)
+    assert store.size_bytes() > cap  # the churn went past the cap ...
+    removed = store.enforce_retention(t)
+    assert removed > 0 and store.size_bytes() <= cap  # ... and retention brought it back under
+    assert len(store.vports_at(t)) == 0 and len(store.pods_at("10.0.0.7", t)) == 1  # current versions kept
+    oldest_left = store._db.execute("SELECT min(valid_from) FROM record").fetchone()[0]
+    assert oldest_left > 1_000_000.0  # the oldest history went first
+    store.close()
