@@ -8,6 +8,10 @@ collector feeds samples to :attr:`ConnectionTable.tracker` and calls
 changed rows in one ``ds.state.batch()``, so the change feed sees one batch
 per flush however many samples arrived.
 
+A flush writes at most ``max_rows_per_flush`` (10,000) changed rows, about
+0.2 s of the event loop; the rest wait for the next flush, so a burst of
+new connections never stalls reception or the faces for long.
+
 ``age`` is written with every change of a row; a row that stops changing
 (an idle or quiet connection) is rewritten every ``age_refresh`` seconds so
 its age does not go stale, at most ``max_refresh_per_flush`` rows a flush
@@ -34,7 +38,7 @@ SETTINGS_TOP = "kubefabric-connection:connection-stats-settings"
 class ConnectionTable:
     """``ConnectionTable(ds)``; ``configure(running)``; ``flush(now)``; ``tracker``; ``enabled``."""
 
-    def __init__(self, ds: Any, max_rows_per_flush: int = 50_000, attribution_retry: float = 5.0,
+    def __init__(self, ds: Any, max_rows_per_flush: int = 10_000, attribution_retry: float = 5.0,
                  age_refresh: float = 30.0, max_refresh_per_flush: int = 2_000) -> None:
         self.ds = ds
         self.tracker = ConnectionTracker()
