@@ -3,12 +3,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Optional compiled sFlow decoder (mypyc); a failed build leaves the pure-Python decoder in use.
+FASTPATH := collectors/sflow/_fast/.build-attempt
+FASTPATH_SOURCES := $(addprefix collectors/sflow/,packet.py packet_types.py records.py decoder.py producer.py) \
+	scripts/build_sflow_fastpath.py
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test yang-tree lint bench clean
 
 ## venv: create .venv and install the project, its test tools and the Debian tools (idempotent)
-venv: $(STAMP)
+venv: $(STAMP) $(FASTPATH)
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/install-browser.sh
 	bash scripts/install-system-deps.sh
@@ -17,6 +21,11 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/install-browser.
 	$(BIN)/python -m pip install -q -e '.[test]'
 	PYTHON=$(BIN)/python bash scripts/install-browser.sh
 	touch $(STAMP)
+
+$(FASTPATH): $(STAMP) $(FASTPATH_SOURCES)
+	$(BIN)/python -m pip install -q 'mypy>=2.4,<3' && $(BIN)/python scripts/build_sflow_fastpath.py \
+	  || echo "make venv: compiled sFlow decoder not built; the pure-Python decoder will be used"
+	touch $@
 
 ## demo: run the demo (agent on loopback with a generated admin password)
 demo: venv
@@ -40,3 +49,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -f collectors/sflow/_fast/*.so collectors/sflow/_fast/SOURCES.sha256 $(FASTPATH)

@@ -157,6 +157,8 @@ def main() -> int:
         print("kubefabric sflow-decode --summary:")
         print(textwrap.indent(summary.strip(), "    "))
         ours_rate = datagrams / ours_cpu
+        path = next((line.split(": ", 1)[1] for line in summary.splitlines() if line.startswith("decoder: ")), "?")
+        print(f"kubefabric decoder: {path}")
         print(
             f"kubefabric: {ours_cpu:.2f} CPU-s  {ours_rate:,.0f} datagrams/CPU-s  {samples / ours_cpu:,.0f} samples/CPU-s"
         )

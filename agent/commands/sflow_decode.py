@@ -18,6 +18,7 @@ import json
 import sys
 import time
 
+from collectors.sflow import IMPLEMENTATION
 from collectors.sflow.decoder import decode_datagram
 from collectors.sflow.packet import DEFAULT_GENEVE_PORT, DEFAULT_VXLAN_PORTS
 from collectors.sflow.pcap import SFLOW_PORT, PcapError, iter_sflow_payloads
@@ -203,6 +204,7 @@ def _print_summary(counts: dict) -> None:
         ("truncated_headers", counts["truncated_headers"]),
         ("cpu_seconds", f"{cpu:.3f}"),
         ("datagrams_per_cpu_second", f"{rate:.0f}"),
+        ("decoder", IMPLEMENTATION),
     ]
     if counts["first_problem"]:
         lines.append(("first_problem", counts["first_problem"]))

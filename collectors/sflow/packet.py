@@ -25,124 +25,52 @@ record where the bytes ran out.
 from __future__ import annotations
 
 import struct
-from operator import itemgetter
-from typing import AbstractSet, NamedTuple
+from typing import AbstractSet, Final
+
+# Absolute import: the compiled build (collectors/sflow/_fast) must return these very classes.
+from collectors.sflow.packet_types import (  # noqa: F401 -- re-exported
+    LAYER_FIELDS,
+    NO_LAYERS,
+    PACKET_FIELDS,
+    Layers,
+    ParsedPacket,
+)
 
 #: sFlow ``header_protocol`` values we can dissect (sFlow v5, SFLHeader_protocol).
-HEADER_PROTOCOL_ETHERNET = 1
-HEADER_PROTOCOL_IPV4 = 11
-HEADER_PROTOCOL_IPV6 = 12
+HEADER_PROTOCOL_ETHERNET: Final = 1
+HEADER_PROTOCOL_IPV4: Final = 11
+HEADER_PROTOCOL_IPV6: Final = 12
 
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_IPV6: Final = 0x86DD
 #: 802.1Q, 802.1ad (QinQ service tag) and the pre-standard QinQ tag.
-VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})
+VLAN_ETHERTYPES: Final = frozenset({0x8100, 0x88A8, 0x9100})
 
-IPPROTO_ICMP = 1
-IPPROTO_IPIP = 4
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_IPV6 = 41
-IPPROTO_ICMPV6 = 58
+IPPROTO_ICMP: Final = 1
+IPPROTO_IPIP: Final = 4
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+IPPROTO_IPV6: Final = 41
+IPPROTO_ICMPV6: Final = 58
 #: IPv6 extension headers stepped over: hop-by-hop, routing, fragment, AH, destination options.
 _IPV6_EXTENSIONS = frozenset({0, 43, 44, 51, 60})
 
-GENEVE_PROTO_ETHERNET = 0x6558
+GENEVE_PROTO_ETHERNET: Final = 0x6558
 
 DEFAULT_VXLAN_PORTS: frozenset[int] = frozenset({4789, 8472})
-DEFAULT_GENEVE_PORT = 6081
+DEFAULT_GENEVE_PORT: Final = 6081
 
-KIND_ETHERNET = 0
-KIND_IPV4 = 4
-KIND_IPV6 = 6
-KIND_UNKNOWN = -1
+KIND_ETHERNET: Final = 0
+KIND_IPV4: Final = 4
+KIND_IPV6: Final = 6
+KIND_UNKNOWN: Final = -1
 
-#: Fields of one L2-L4 stack, in the order ``dissect`` returns them.
-LAYER_FIELDS = (
-    "vlans",  # tuple of VLAN ids, outermost first; () when untagged
-    "ethertype",  # EtherType after the tags, None when the stack starts at IP
-    "ip_version",  # 4, 6, or 0 when not IP
-    "src_ip",  # packed 4/16 bytes, or None
-    "dst_ip",
-    "protocol",  # IP protocol number (after IPv6 extension headers) or None
-    "src_port",  # TCP/UDP ports or None
-    "dst_port",
-    "tcp_flags",  # 12 bits as in tshark's tcp.flags, or None
-    "icmp_type",
-    "icmp_code",
-    "fragment_offset",  # non-zero: a later fragment, which has no transport header
-)
-_NO_LAYERS = (None,) * len(LAYER_FIELDS)
+_NO_LAYERS: Final = NO_LAYERS
+_new: Final = tuple.__new__
 
-
-class Layers(NamedTuple):
-    """One L2-L4 stack (outer or inner) of a ``ParsedPacket``; see LAYER_FIELDS."""
-
-    vlans: tuple | None
-    ethertype: int | None
-    ip_version: int | None
-    src_ip: bytes | None
-    dst_ip: bytes | None
-    protocol: int | None
-    src_port: int | None
-    dst_port: int | None
-    tcp_flags: int | None
-    icmp_type: int | None
-    icmp_code: int | None
-    fragment_offset: int | None
-
-    @property
-    def vlan(self) -> int | None:
-        """The outermost VLAN id, or None when untagged."""
-        return self.vlans[0] if self.vlans else None
-
-
-PACKET_FIELDS = (
-    "encapsulation",  # 'none', 'vxlan', 'geneve' or 'ipip'
-    "vni",  # VXLAN/Geneve VNI or None
-    "truncated",  # the header ended before the innermost transport header
-    "truncated_in",  # where: 'tcp', 'vxlan', 'inner:ipv4', ... or None
-    "tunnel_options_length",  # Geneve option bytes, else None
-    *LAYER_FIELDS,
-    *("inner_" + name for name in LAYER_FIELDS),
-)
-_OUTER = slice(5, 5 + len(LAYER_FIELDS))
-_INNER = slice(5 + len(LAYER_FIELDS), 5 + 2 * len(LAYER_FIELDS))
-
-
-class ParsedPacket(tuple):
-    """The dissected sampled header: tunnel facts, outer stack, inner stack, flat.
-
-    Attributes are named by PACKET_FIELDS (``src_ip``, ``inner_src_ip``,
-    ``vni`` ...); ``outer`` and ``inner`` give the two stacks as ``Layers``.
-    Inner fields are None when there is no tunnel (or it was cut off).
-    """
-
-    __slots__ = ()
-
-    @property
-    def outer(self) -> Layers:
-        return Layers(*self[_OUTER])
-
-    @property
-    def inner(self) -> Layers | None:
-        fields = self[_INNER]
-        return None if fields == _NO_LAYERS else Layers(*fields)
-
-    @property
-    def vlan(self) -> int | None:
-        vlans = self[5]
-        return vlans[0] if vlans else None
-
-    def __repr__(self) -> str:
-        return "ParsedPacket(" + ", ".join(f"{n}={v!r}" for n, v in zip(PACKET_FIELDS, self)) + ")"
-
-
-for _index, _name in enumerate(PACKET_FIELDS):
-    setattr(ParsedPacket, _name, property(itemgetter(_index)))
-del _index, _name
-
-_new = tuple.__new__
+#: True in the mypyc build (``collectors.sflow._fast.packet``), which takes the byte-indexing variants below.
+_COMPILED: Final = __name__.startswith("collectors.sflow._fast.")
+_PARSED_PACKET: Final = ParsedPacket  # compiled: a C static instead of a lookup in this module's globals
 
 
 def make_packet(encapsulation, vni, truncated, truncated_in, options_length, outer, inner) -> ParsedPacket:
@@ -387,6 +315,8 @@ def fast_parse(header: bytes, vxlan_ports: AbstractSet[int], geneve_port: int) -
     bytes; for UDP to a VXLAN port the inner packet must have the same shape
     and the header must reach the inner TCP flags (98 bytes).
     """
+    if _COMPILED:
+        return _fast_parse_compiled(header, vxlan_ports, geneve_port)
     if len(header) < 48:
         return None
     ethertype, version_ihl, fragment, protocol, src_ip, dst_ip, src_port, dst_port, flags = _ETH_IPV4_L4(header, 0)
@@ -427,5 +357,59 @@ def fast_parse(header: bytes, vxlan_ports: AbstractSet[int], geneve_port: int) -
             "vxlan", vni >> 8, False, None, None,
             (), 0x0800, 4, src_ip, dst_ip, 17, src_port, dst_port, None, None, None, 0,
             (), 0x0800, 4, in_src, in_dst, 17, in_sport, in_dport, None, None, None, 0,
+        ))  # fmt: skip
+    return None
+
+
+def _fast_parse_compiled(h: bytes, vxlan_ports: AbstractSet[int], geneve_port: int) -> ParsedPacket | None:
+    """``fast_parse`` for the mypyc build: the same checks and results, reading single bytes.
+
+    Compiled, ``h[i]`` is a C array read giving a machine integer, cheaper than
+    a ``struct`` call that boxes every field into a tuple; interpreted it is the
+    other way round, so the pure-Python module keeps the ``struct`` version.
+    The tests hold both (and the general walker) to identical results.
+    """
+    if len(h) < 48:
+        return None
+    if h[12] != 0x08 or h[13] != 0x00 or h[14] != 0x45 or h[20] & 0x1F or h[21]:
+        return None
+    protocol = h[23]
+    src_port = h[34] << 8 | h[35]
+    dst_port = h[36] << 8 | h[37]
+    if protocol == 6:
+        return _new(_PARSED_PACKET, (
+            "none", None, False, None, None,
+            (), 0x0800, 4, h[26:30], h[30:34], 6, src_port, dst_port, (h[46] & 0x0F) << 8 | h[47], None, None, 0,
+            None, None, None, None, None, None, None, None, None, None, None, None,
+        ))  # fmt: skip
+    if protocol != 17:
+        return None
+    if dst_port not in vxlan_ports:
+        if dst_port == geneve_port:
+            return None
+        return _new(_PARSED_PACKET, (
+            "none", None, False, None, None,
+            (), 0x0800, 4, h[26:30], h[30:34], 17, src_port, dst_port, None, None, None, 0,
+            None, None, None, None, None, None, None, None, None, None, None, None,
+        ))  # fmt: skip
+    if len(h) < 98:
+        return None
+    # Inner frame after the 8-byte VXLAN header at 42: ethertype 62, version/IHL 64, fragment 70, protocol 73,
+    # addresses 76 and 80, ports 84 and 86, TCP offset+flags 96.
+    if h[62] != 0x08 or h[63] != 0x00 or h[64] != 0x45 or h[70] & 0x1F or h[71]:
+        return None
+    protocol = h[73]
+    if protocol == 6:
+        return _new(_PARSED_PACKET, (
+            "vxlan", h[46] << 16 | h[47] << 8 | h[48], False, None, None,
+            (), 0x0800, 4, h[26:30], h[30:34], 17, src_port, dst_port, None, None, None, 0,
+            (), 0x0800, 4, h[76:80], h[80:84], 6, h[84] << 8 | h[85], h[86] << 8 | h[87],
+            (h[96] & 0x0F) << 8 | h[97], None, None, 0,
+        ))  # fmt: skip
+    if protocol == 17:
+        return _new(_PARSED_PACKET, (
+            "vxlan", h[46] << 16 | h[47] << 8 | h[48], False, None, None,
+            (), 0x0800, 4, h[26:30], h[30:34], 17, src_port, dst_port, None, None, None, 0,
+            (), 0x0800, 4, h[76:80], h[80:84], 17, h[84] << 8 | h[85], h[86] << 8 | h[87], None, None, None, 0,
         ))  # fmt: skip
     return None

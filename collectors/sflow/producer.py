@@ -48,7 +48,7 @@ When a sample has no raw packet header but a sampled IPv4/IPv6 record
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from typing import ClassVar, Final, Iterator
 
 from .packet import PACKET_FIELDS, ParsedPacket
 from .records import FLOW_IPV4, FLOW_IPV6, Datagram, DiscardSample, FlowSample, SampledIP
@@ -56,7 +56,7 @@ from .records import FLOW_IPV4, FLOW_IPV6, Datagram, DiscardSample, FlowSample, 
 __all__ = ["FlowRecord", "iter_flows", "ip_text"]
 
 _ip_texts: dict[bytes, str] = {}
-_IP_CACHE_LIMIT = 65536
+_IP_CACHE_LIMIT: Final = 65536
 
 
 def ip_text(packed: bytes | None) -> str | None:
@@ -77,7 +77,7 @@ class FlowRecord:
 
     __slots__ = ("datagram", "sample", "packet", "_sampled_ip")
 
-    FIELDS = (
+    FIELDS: ClassVar[tuple[str, ...]] = (  # ClassVar: compiled by mypyc it stays a class attribute
         "agent",
         "sub_agent_id",
         "sequence",
@@ -296,23 +296,23 @@ class FlowRecord:
 
 
 _INDEX = {name: index for index, name in enumerate(PACKET_FIELDS)}
-_VNI = _INDEX["vni"]
-_TRUNCATED = _INDEX["truncated"]
-_TRUNCATED_IN = _INDEX["truncated_in"]
-_IP_VERSION = _INDEX["ip_version"]
-_SRC_IP = _INDEX["src_ip"]
-_DST_IP = _INDEX["dst_ip"]
-_PROTOCOL = _INDEX["protocol"]
-_SRC_PORT = _INDEX["src_port"]
-_DST_PORT = _INDEX["dst_port"]
-_TCP_FLAGS = _INDEX["tcp_flags"]
-_INNER_IP_VERSION = _INDEX["inner_ip_version"]
-_INNER_SRC_IP = _INDEX["inner_src_ip"]
-_INNER_DST_IP = _INDEX["inner_dst_ip"]
-_INNER_PROTOCOL = _INDEX["inner_protocol"]
-_INNER_SRC_PORT = _INDEX["inner_src_port"]
-_INNER_DST_PORT = _INDEX["inner_dst_port"]
-_INNER_TCP_FLAGS = _INDEX["inner_tcp_flags"]
+_VNI: Final = _INDEX["vni"]
+_TRUNCATED: Final = _INDEX["truncated"]
+_TRUNCATED_IN: Final = _INDEX["truncated_in"]
+_IP_VERSION: Final = _INDEX["ip_version"]
+_SRC_IP: Final = _INDEX["src_ip"]
+_DST_IP: Final = _INDEX["dst_ip"]
+_PROTOCOL: Final = _INDEX["protocol"]
+_SRC_PORT: Final = _INDEX["src_port"]
+_DST_PORT: Final = _INDEX["dst_port"]
+_TCP_FLAGS: Final = _INDEX["tcp_flags"]
+_INNER_IP_VERSION: Final = _INDEX["inner_ip_version"]
+_INNER_SRC_IP: Final = _INDEX["inner_src_ip"]
+_INNER_DST_IP: Final = _INDEX["inner_dst_ip"]
+_INNER_PROTOCOL: Final = _INDEX["inner_protocol"]
+_INNER_SRC_PORT: Final = _INDEX["inner_src_port"]
+_INNER_DST_PORT: Final = _INDEX["inner_dst_port"]
+_INNER_TCP_FLAGS: Final = _INDEX["inner_tcp_flags"]
 
 
 def iter_flows(datagram: Datagram, include_discards: bool = False) -> Iterator[FlowRecord]:

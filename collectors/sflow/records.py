@@ -9,51 +9,55 @@ split goflow2 makes between its decoders and producers.
 
 All classes use ``__slots__`` (via ``dataclass(slots=True)``) because the
 collector creates several per datagram and attribute dictionaries would
-double their cost.
+double their cost.  The ones created for every sample spell out their
+``__init__`` (the dataclass keeps a class's own ``__init__``): compiled by
+mypyc (``collectors/sflow/_fast``) it becomes a C constructor, while the one
+the dataclasses module generates would stay interpreted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from .packet import ParsedPacket
 
 # Sample formats (enterprise 0).
-SAMPLE_FLOW = 1
-SAMPLE_COUNTERS = 2
-SAMPLE_FLOW_EXPANDED = 3
-SAMPLE_COUNTERS_EXPANDED = 4
-SAMPLE_DISCARD = 5
+SAMPLE_FLOW: Final = 1
+SAMPLE_COUNTERS: Final = 2
+SAMPLE_FLOW_EXPANDED: Final = 3
+SAMPLE_COUNTERS_EXPANDED: Final = 4
+SAMPLE_DISCARD: Final = 5
 
 # Flow record formats (enterprise 0).
-FLOW_RAW_HEADER = 1
-FLOW_ETHERNET = 2
-FLOW_IPV4 = 3
-FLOW_IPV6 = 4
-FLOW_EXTENDED_SWITCH = 1001
-FLOW_EXTENDED_ROUTER = 1002
-FLOW_EXTENDED_GATEWAY = 1003
-FLOW_L2_TUNNEL_EGRESS = 1021
-FLOW_L2_TUNNEL_INGRESS = 1022
-FLOW_IPV4_TUNNEL_EGRESS = 1023
-FLOW_IPV4_TUNNEL_INGRESS = 1024
-FLOW_IPV6_TUNNEL_EGRESS = 1025
-FLOW_IPV6_TUNNEL_INGRESS = 1026
-FLOW_DECAPSULATE_EGRESS = 1027
-FLOW_DECAPSULATE_INGRESS = 1028
-FLOW_VNI_EGRESS = 1029
-FLOW_VNI_INGRESS = 1030
+FLOW_RAW_HEADER: Final = 1
+FLOW_ETHERNET: Final = 2
+FLOW_IPV4: Final = 3
+FLOW_IPV6: Final = 4
+FLOW_EXTENDED_SWITCH: Final = 1001
+FLOW_EXTENDED_ROUTER: Final = 1002
+FLOW_EXTENDED_GATEWAY: Final = 1003
+FLOW_L2_TUNNEL_EGRESS: Final = 1021
+FLOW_L2_TUNNEL_INGRESS: Final = 1022
+FLOW_IPV4_TUNNEL_EGRESS: Final = 1023
+FLOW_IPV4_TUNNEL_INGRESS: Final = 1024
+FLOW_IPV6_TUNNEL_EGRESS: Final = 1025
+FLOW_IPV6_TUNNEL_INGRESS: Final = 1026
+FLOW_DECAPSULATE_EGRESS: Final = 1027
+FLOW_DECAPSULATE_INGRESS: Final = 1028
+FLOW_VNI_EGRESS: Final = 1029
+FLOW_VNI_INGRESS: Final = 1030
 
 # Counter record formats (enterprise 0).
-COUNTERS_GENERIC_INTERFACE = 1
-COUNTERS_ETHERNET = 2
-COUNTERS_VLAN = 5
-COUNTERS_PROCESSOR = 1001
+COUNTERS_GENERIC_INTERFACE: Final = 1
+COUNTERS_ETHERNET: Final = 2
+COUNTERS_VLAN: Final = 5
+COUNTERS_PROCESSOR: Final = 1001
 
 # Interface encoding of the compact flow sample's input/output (top two bits).
-INTERFACE_FORMAT_IFINDEX = 0
-INTERFACE_FORMAT_DISCARDED = 1  # value is a drop reason code
-INTERFACE_FORMAT_MULTIPLE = 2  # value is the number of output interfaces
+INTERFACE_FORMAT_IFINDEX: Final = 0
+INTERFACE_FORMAT_DISCARDED: Final = 1  # value is a drop reason code
+INTERFACE_FORMAT_MULTIPLE: Final = 2  # value is the number of output interfaces
 
 
 # --------------------------------------------------------------------- flow records
@@ -73,6 +77,17 @@ class RawPacketHeader:
     header: bytes
     packet: ParsedPacket | None
     format: int = FLOW_RAW_HEADER
+
+    def __init__(
+        self, header_protocol: int, frame_length: int, stripped: int, header: bytes, packet: ParsedPacket | None,
+        format: int = FLOW_RAW_HEADER,
+    ) -> None:  # fmt: skip
+        self.header_protocol = header_protocol
+        self.frame_length = frame_length
+        self.stripped = stripped
+        self.header = header
+        self.packet = packet
+        self.format = format
 
 
 @dataclass(slots=True)
@@ -113,6 +128,15 @@ class ExtendedSwitch:
     dst_vlan: int
     dst_priority: int
     format: int = FLOW_EXTENDED_SWITCH
+
+    def __init__(
+        self, src_vlan: int, src_priority: int, dst_vlan: int, dst_priority: int, format: int = FLOW_EXTENDED_SWITCH
+    ) -> None:
+        self.src_vlan = src_vlan
+        self.src_priority = src_priority
+        self.dst_vlan = dst_vlan
+        self.dst_priority = dst_priority
+        self.format = format
 
 
 @dataclass(slots=True)
@@ -267,6 +291,26 @@ class FlowSample:
     switch: ExtendedSwitch | None = None
     expanded: bool = False
 
+    def __init__(
+        self, sequence: int, source_id_type: int, source_id_index: int, sampling_rate: int, sample_pool: int,
+        drops: int, input_format: int, input_ifindex: int, output_format: int, output_ifindex: int, records: list,
+        header: RawPacketHeader | None = None, switch: ExtendedSwitch | None = None, expanded: bool = False,
+    ) -> None:  # fmt: skip
+        self.sequence = sequence
+        self.source_id_type = source_id_type
+        self.source_id_index = source_id_index
+        self.sampling_rate = sampling_rate
+        self.sample_pool = sample_pool
+        self.drops = drops
+        self.input_format = input_format
+        self.input_ifindex = input_ifindex
+        self.output_format = output_format
+        self.output_ifindex = output_ifindex
+        self.records = records
+        self.header = header
+        self.switch = switch
+        self.expanded = expanded
+
 
 @dataclass(slots=True)
 class CounterSample:
@@ -329,3 +373,16 @@ class Datagram:
     malformed: str | None = None
     version: int = 0
     num_samples: int = 0
+
+    def __init__(
+        self, agent: str = "", sub_agent_id: int = 0, sequence: int = 0, uptime: int = 0, samples: list | None = None,
+        malformed: str | None = None, version: int = 0, num_samples: int = 0,
+    ) -> None:  # fmt: skip
+        self.agent = agent
+        self.sub_agent_id = sub_agent_id
+        self.sequence = sequence
+        self.uptime = uptime
+        self.samples = [] if samples is None else samples
+        self.malformed = malformed
+        self.version = version
+        self.num_samples = num_samples
