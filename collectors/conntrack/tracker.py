@@ -431,7 +431,9 @@ class ConnectionTracker:
 
         An entry that turned round since it was written appears in both: its
         old key is deleted and it is written under the new one.  ``limit``
-        caps the entries returned; the rest stay pending for the next call.
+        caps the entries and the keys returned (each); the rest stay pending
+        for the next call.  A pending delete of a key that an entry writes
+        again is dropped.
         """
         dirty = self._dirty
         if limit is None or len(dirty) <= limit:
@@ -443,12 +445,20 @@ class ConnectionTracker:
             conn.dirty = False
             if conn.alive:
                 changed.append(conn)
-        gone, self._gone = self._gone, []
-        for conn in changed:
-            key = conn.key
-            if conn.published is not None and conn.published != key:
-                gone.append(conn.published)
-            conn.published = key
+        gone = self._gone
+        if changed:
+            keys = set()
+            for conn in changed:
+                key = conn.key
+                if conn.published is not None and conn.published != key:
+                    gone.append(conn.published)
+                conn.published = key
+                keys.add(key)
+            gone = [k for k in gone if k not in keys]  # a key written again needs no delete
+        if limit is not None and len(gone) > limit:
+            gone, self._gone = gone[:limit], gone[limit:]
+        else:
+            self._gone = []
         return changed, gone
 
     def observe_all(self, samples: Iterable[tuple]) -> None:

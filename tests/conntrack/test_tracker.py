@@ -238,3 +238,18 @@ def test_any_sample_order_meets_in_one_entry_oriented_by_the_handshake(packets, 
     if any(kind in ("syn", "syn-ack") for _, kind in packets):
         assert (conn.src_ip, conn.src_port, conn.dst_ip, conn.dst_port) == (C, client_port, S, server_port)
     assert conn.state in ("syn", "syn-ack", "established", "fin", "rst", "closed")
+
+
+def test_deletes_are_spread_over_calls_and_a_key_written_again_is_not_deleted():
+    tr = ConnectionTracker(idle_timeout=10)
+    for i in range(5):
+        feed(tr, tcp_frame(C, S, 40000 + i, 80, SYN), 1.0)
+    tr.take_changes()
+    tr.expire(100.0)  # all five idle
+    _, gone = tr.take_changes(limit=2)
+    assert len(gone) == 2
+    feed(tr, tcp_frame(C, S, 40004, 80, SYN), 101.0)  # the same 5-tuple comes back before its delete went out
+    changed, gone = tr.take_changes(limit=2)
+    assert [c.src_port for c in changed] == [40004]
+    assert (0, 0, C, S, 40004, 80, 6) not in gone and len(gone) == 2
+    assert tr.take_changes(limit=2) == ([], [])
