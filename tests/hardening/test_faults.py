@@ -212,25 +212,27 @@ def test_etcd_members_flapping_under_writes(etcd3, tmp_path):
     proc = AgentProcess(tmp_path, node_name="leafA", extra_args=[
         "--etcd", etcd3.endpoints_arg, "--fabric", "hardening", "--owner-grace", "2"])
     proc.start(timeout=60)
-    acked: dict[str, str] = {}
-    failures = 0
+    acked, failures, slowest = 0, 0, 0.0
+    i = 0
     try:
-        with Gnmi(proc, timeout=5) as gc:
+        with Gnmi(proc, timeout=10) as gc:
             gc.set(FABRIC_CONN, {"cluster-name": "c1", "kube-config": "/kc/0", "enable": False})
-            i = 0
             leader = etcd3.leader_index() or 0
             for victim in (leader, (leader + 1) % 3):  # the leader, then a follower
                 etcd3.kill(victim)
-                deadline = time.monotonic() + 1.0
-                while time.monotonic() < deadline:
+                for _ in range(4):
                     i += 1
+                    t0 = time.monotonic()
                     try:
                         gc.set(FABRIC_CONN + "/kube-config", f"/kc/{i}")
-                        acked["last"] = f"/kc/{i}"
+                        acked += 1
+                        last = f"/kc/{i}"
                     except grpc.RpcError as exc:  # a leader election may refuse a write, clearly
                         failures += 1
                         assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                               grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED), exc
+                    slowest = max(slowest, time.monotonic() - t0)
+                assert _leaf(gc, FABRIC_CONN + "/kube-config") == last  # two members left: quorum, writes land
                 etcd3.restart(victim)
                 etcd3.wait_healthy(30)
             wait_for(lambda: gc.container("/fabric").get("sync-state") == "in-sync", 30, what="in-sync")
@@ -242,5 +244,6 @@ def test_etcd_members_flapping_under_writes(etcd3, tmp_path):
             assert _leaf(gc, FABRIC_CONN + "/kube-config") == "/kc/final"
     finally:
         proc.stop()
-    print(f"etcd flapping: {i} writes tried, {i - failures} acknowledged, {failures} refused")
-    assert i >= 2
+    print(f"etcd flapping: {i} writes with one member down, {acked} acknowledged, {failures} refused, "
+          f"slowest {slowest:.2f} s")
+    assert acked >= i - 2
