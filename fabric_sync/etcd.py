@@ -80,7 +80,9 @@ class EtcdFabricStore(FabricStore):
                                      heartbeat=heartbeat, on_change=self._members_changed)
         self.client: aetcd.Client | None = None
         self.ds: Any = None
-        self.revision = -1
+        self.revision = -1  # newest config revision known here
+        self._given = -1  # newest revision the datastore has (handed over or committed by it)
+        self._inflight = 0  # commits of this node waiting for etcd's answer
         self.sync_state = "stale"
         self._cache: LocalCache | None = LocalCache(self._cache_path(data_dir)) if data_dir else None
         self._on_change: OnFabricChange | None = None
@@ -242,21 +244,42 @@ class EtcdFabricStore(FabricStore):
             self.membership.apply(kind, name, None if deleted else event.kv.value)
 
     def _deliver(self, tree: dict, revision: int, save: bool = True) -> None:
-        """Hand a newer tree to the datastore (older or equal revisions are dropped)."""
+        """Take a newer tree (older or equal revisions are dropped) and hand it to the datastore.
+
+        While one of our commits waits for etcd the hand-over waits too: the
+        datastore applies its own candidate when commit() returns, so a newer
+        tree handed over before that would be overwritten by an older one.
+        (Only our own write or later ones can arrive then: the guard saw to it.)
+        """
         if revision <= self.revision:
             return
         self.revision = revision
         self._tree = tree
-        if self._on_change is not None:
-            self._on_change(tree, revision)
         if save:
             self._save_cache()
+        if not self._inflight:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self.revision > self._given and self._on_change is not None:
+            self._given = self.revision
+            self._on_change(self._tree, self.revision)
 
     # -- writing -------------------------------------------------------------
     async def commit(self, base_revision: int, tree: dict, meta: dict) -> int:
         client = self.client
         if client is None:
             raise UnavailableError("the fabric store is not running")
+        self._inflight += 1
+        try:
+            return await self._commit(client, base_revision, tree, meta)
+        finally:
+            self._inflight -= 1
+            if not self._inflight and self.revision > self._given:
+                # after the datastore has applied what commit() returns
+                asyncio.get_running_loop().call_soon(self._hand_over)
+
+    async def _commit(self, client: aetcd.Client, base_revision: int, tree: dict, meta: dict) -> int:
         if not self._reachable:
             await self._gate()
         commit_id = uuid.uuid4().hex
@@ -300,10 +323,12 @@ class EtcdFabricStore(FabricStore):
                 self._committed(tree, kv.mod_revision)
                 return kv.mod_revision
             self._exists = True
-            self._deliver(newer, kv.mod_revision)  # the datastore retries on this tree at once
+            self._deliver(newer, kv.mod_revision)
+        self._hand_over()  # the datastore retries on the newest tree at once
         raise ConflictError(f"fabric config changed since revision {base_revision}")
 
     def _committed(self, tree: dict, revision: int) -> None:
+        self._given = max(self._given, revision)
         if revision > self.revision:
             self.revision = revision
             self._tree = tree

@@ -73,9 +73,26 @@ CHANNEL_OPTIONS = {
 }
 
 
+# etcd's "require leader" request metadata: a member that has lost its leader (cut off from
+# the others, or the survivor of a lost quorum) refuses the request at once instead of
+# hanging, and cancels a watch instead of leaving it silent, so the client moves on.
+REQUIRE_LEADER = (("hasleader", "true"),)
+
+
+class _LeaderClient(aetcd.Client):
+    """aetcd client sending REQUIRE_LEADER with every request and watch."""
+
+    async def connect(self) -> None:
+        await super().connect()
+        if self.metadata is None:
+            self.metadata = REQUIRE_LEADER
+            if self._watcher is not None:  # created by connect() with the metadata of the moment
+                self._watcher._metadata = REQUIRE_LEADER
+
+
 def make_client(endpoints: list[str], timeout: float) -> aetcd.Client:
     """An aetcd client spreading requests over `endpoints`; `timeout` bounds each call."""
     target = grpc_target(endpoints)
     # aetcd joins host and port as f"{host}:{port}": split the target at its last colon
     host, _, port = target.rpartition(":")
-    return aetcd.Client(host=host, port=int(port), timeout=timeout, options=dict(CHANNEL_OPTIONS))
+    return _LeaderClient(host=host, port=int(port), timeout=timeout, options=dict(CHANNEL_OPTIONS))

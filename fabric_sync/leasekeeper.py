@@ -17,7 +17,7 @@ import time
 import grpc
 from aetcd import rpc
 
-from .etcd_client import CHANNEL_OPTIONS, grpc_target
+from .etcd_client import CHANNEL_OPTIONS, REQUIRE_LEADER, grpc_target
 
 log = logging.getLogger("kubefabric.fabric.lease")
 
@@ -66,7 +66,8 @@ class LeaseKeeper(threading.Thread):
     def _refresh(self, stub, lease_id: int) -> None:
         for attempt in range(2):  # a member that just died fails at once: the next try goes elsewhere
             try:
-                replies = stub.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.timeout)
+                replies = stub.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.timeout,
+                                              metadata=REQUIRE_LEADER)
                 try:
                     reply = next(replies, None)
                 finally:

@@ -184,3 +184,31 @@ async def test_start_while_etcd_down_serves_cache_stale(make_node, tmp_path, fab
     assert a2.read_node(FABRIC)["sync-state"] == "stale"
     with pytest.raises(UnavailableError):
         await a2.propose(add_conn("k2"), user="admin", face="test")
+
+
+async def test_newer_tree_arriving_during_own_commit_is_not_lost(make_node):
+    """Our write lands, another node writes on top and our watch sees both before
+    etcd's answer to our commit comes back: the datastore must end on the newest tree."""
+    a, b = await make_node("A"), await make_node("B")
+    store = b.fabric
+    real = store.client.transaction
+    raced = []
+
+    async def answer_late(*args, **kwargs):
+        ok, responses = await real(*args, **kwargs)
+        if ok and not raced:
+            raced.append(True)
+            ours = responses[0].response_put.header.revision
+            await eventually(lambda: a.revision >= ours, timeout=2)
+            await a.propose(add_conn("from-a"), user="admin", face="test")
+            await eventually(lambda: store.revision >= a.revision, timeout=2)
+        return ok, responses
+
+    store.client.transaction = answer_late
+    await b.propose(add_conn("from-b"), user="admin", face="test")
+    assert raced
+    await eventually(lambda: conn_names(b) == {"from-a", "from-b"}, timeout=2)
+    assert b.revision == a.revision
+    # and B's next write is based on the newest tree, so nothing of A's is lost
+    await b.propose(add_conn("again-b"), user="admin", face="test")
+    await eventually(lambda: conn_names(a) == {"from-a", "from-b", "again-b"}, timeout=2)
