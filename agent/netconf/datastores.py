@@ -145,7 +145,7 @@ class Datastores:
         self.check_writable(RUNNING, session_id)
         self.writer = (user, session_id)
         try:
-            await self.ds.propose(edit, user=user, face=FACE)
+            await self.ds.propose(edit, user=user, face=FACE, peer=f"session {session_id}")
         except ConfigError as exc:
             raise from_config_error(exc, self.ds.schema) from None
         finally:
