@@ -174,6 +174,7 @@ def test_audit_log_names_user_face_address_and_paths(world):
         assert r["user"] == "admin" and r["ts"] and r["node"] == "leaf1" and r["revision"] >= 0
     for face in ("gnmi", "cli-ssh"):
         assert by_face[face][0]["peer"].startswith("127.0.0.1:"), by_face[face]
+    assert by_face["netconf"][0]["peer"].startswith("session "), by_face["netconf"]
     assert stat.S_IMODE(os.stat(agent.audit).st_mode) == 0o600
     log = agent.log()
     for face in ("gnmi", "netconf", "cli-ssh"):
