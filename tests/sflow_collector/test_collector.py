@@ -163,7 +163,8 @@ async def test_statistics_reach_the_datastore_at_most_once_a_second(ds, collecto
         send_all(c.port, [datagram([sample], seq=seq)])
         await asyncio.sleep(0.005)
     await wait_for(lambda: c.stats.datagrams == seq)
-    assert 2 <= len(stats_batches) <= 4, stats_batches
+    elapsed = time.monotonic() - start
+    assert 2 <= len(stats_batches) <= elapsed + 1.5, (stats_batches, elapsed)  # ~1 a second, never per datagram
     c.flush()
     assert ds.state.get(STATS_PATH)["datagrams"] == seq
 
