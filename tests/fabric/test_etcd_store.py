@@ -28,7 +28,7 @@ async def test_replication_and_monotonic_revisions(make_node):
     rev2 = await b.propose(set_leaf("k8s01", "create-vport", True), user="admin", face="test")
     assert rev2 > rev1
     await eventually(lambda: a.read_node(CONN, ("k8s01",))["create-vport"] is True, timeout=2)
-    assert a.revision == b.revision == c.revision == rev2
+    await eventually(lambda: a.revision == b.revision == c.revision == rev2, timeout=2)
 
 
 async def test_thirty_racing_creates_leave_exactly_four(make_node):
