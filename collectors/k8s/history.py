@@ -39,10 +39,13 @@ auxiliary columns too, decide.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
+import threading
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -137,6 +140,16 @@ class _OpenIndex:
         return [k if isinstance(k, tuple) else (k, "") for k in table]
 
 
+def _locked(method):
+    """Run a method holding the store's lock, after committing what is buffered."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            self._flush(None)
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class HistoryStore:
     """SQLite-backed history of pods, vPorts, service membership, services and CNI.
 
@@ -161,7 +174,8 @@ class HistoryStore:
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.executescript(_SCHEMA)
         self._open = _OpenIndex()           # digest of every current version
-        self._pending: list[tuple] = []
+        self._pending: deque[tuple] = deque()   # appended by the event loop, drained by flush (any thread)
+        self._lock = threading.RLock()          # one user of the connection at a time
         for kind, cluster, key, member, data in self._db.execute(
             f"SELECT kind, cluster, key, member, data FROM record WHERE valid_to = {OPEN_END!r}"
         ):
@@ -227,16 +241,19 @@ class HistoryStore:
     def flush(self, max_ops: int | None = None) -> int:
         """Commit buffered operations in one transaction; returns how many.
 
-        ``max_ops`` bounds the work of one call (the manager's flusher uses it
-        so a re-list of thousands of pods never holds the event loop long);
-        the rest stays buffered, in order.
+        ``max_ops`` bounds the work of one call; the rest stays buffered, in
+        order.  Safe to call from a worker thread while the event loop keeps
+        buffering (the manager flushes in a thread so a WAL checkpoint's
+        fsync never stalls watch events).
         """
-        if not self._pending:
+        with self._lock:
+            return self._flush(max_ops)
+
+    def _flush(self, max_ops: int | None) -> int:
+        count = len(self._pending) if max_ops is None else min(max_ops, len(self._pending))
+        if not count:
             return 0
-        if max_ops is not None and len(self._pending) > max_ops:
-            ops, self._pending = self._pending[:max_ops], self._pending[max_ops:]
-        else:
-            ops, self._pending = self._pending, []
+        ops = [self._pending.popleft() for _ in range(count)]
         db = self._db
         db.execute("BEGIN")
         try:
@@ -268,16 +285,17 @@ class HistoryStore:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            self._pending.extendleft(reversed(ops))    # nothing acknowledged is lost: retry next time
             raise
         return len(ops)
 
+    @_locked
     def bulk_load(self, records: Iterable[tuple[str, str, str, str, Mapping, float, float | None]]) -> int:
         """Import (kind, cluster, key, member, data, valid_from, valid_to or None) records in one transaction.
 
         For migrations from another store and for benchmarks; records must not
         overlap open records already held for the same identity.
         """
-        self.flush()
         rows = []
         for kind, cluster, key, member, data, start, end in records:
             rows.append((kind, cluster, key, member, json.dumps(data, separators=(",", ":")), float(start),
@@ -303,13 +321,13 @@ class HistoryStore:
                 self._open.put(kind, cluster, key, member, _digest(json.loads(data)))
         return len(rows)
 
+    @_locked
     def enforce_retention(self, now: float | None = None, batch: int = 20000) -> int:
         """Delete versions that closed before ``now - retention_days``, then enforce ``max_bytes``; returns rows deleted.
 
         Works in batches of ``batch`` rows per transaction so a large purge
         never holds the database for long.
         """
-        self.flush()
         horizon = to_epoch(now) - self.retention_days * 86400.0
         total = 0
         while True:
@@ -354,25 +372,26 @@ class HistoryStore:
         self._db.execute(f"DELETE FROM record_span WHERE id IN ({marks})", ids)
         self._db.execute("COMMIT")
 
+    @_locked
     def count(self, kind: str | None = None) -> int:
         """Records stored (all versions, open and closed)."""
-        self.flush()
         if kind is None:
             return self._db.execute("SELECT count(*) FROM record").fetchone()[0]
         return self._db.execute("SELECT count(*) FROM record WHERE kind=?", (kind,)).fetchone()[0]
 
     def close(self) -> None:
         """Flush and close the database."""
-        try:
-            self.flush()
-        finally:
-            self._db.close()
+        with self._lock:
+            try:
+                self._flush(None)
+            finally:
+                self._db.close()
 
     # ------------------------------------------------------------------ queries
 
+    @_locked
     def pods_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> list[dict]:
         """Every pod holding ``ip`` at ``t`` (several only for host-network pods or clusters sharing a range)."""
-        self.flush()
         ts = to_epoch(t)
         sql = ("SELECT cluster, member, data, valid_from, valid_to FROM record "
                "WHERE kind='pod' AND key=? AND valid_from <= ? AND valid_to > ?")
@@ -394,9 +413,9 @@ class HistoryStore:
         rows = self.pods_at(ip, t, cluster)
         return rows[0] if rows else None
 
+    @_locked
     def service_backends(self, cluster: str, namespace: str, name: str, t: float | datetime | str | None = None) -> list[str]:
         """Ready backends ("ns/pod@ip") of a service at ``t``, sorted."""
-        self.flush()
         ts = to_epoch(t)
         rows = self._db.execute(
             "SELECT member FROM record WHERE kind='member' AND key=? AND valid_from <= ? AND valid_to > ? AND cluster=?",
@@ -404,11 +423,11 @@ class HistoryStore:
         )
         return sorted({r[0] for r in rows})
 
+    @_locked
     def service_backends_between(self, cluster: str, namespace: str, name: str,
                                  t1: float | datetime | str, t2: float | datetime | str) -> list[dict]:
         """Backends that served the service at any time in ``[t1, t2)``:
         dicts {member, pod, ip, node, valid_from, valid_to}, ordered by valid_from."""
-        self.flush()
         a, b = to_epoch(t1), to_epoch(t2)
         rows = self._db.execute(
             "SELECT cluster, member, data, valid_from, valid_to FROM record "
@@ -434,15 +453,16 @@ class HistoryStore:
             out[(clus, ns, name)] = row
         return out
 
+    @_locked
     def cni_at(self, cluster: str, t: float | datetime | str | None = None) -> dict | None:
         """The k8s/cni row of a cluster at ``t``, or None."""
-        self.flush()
         ts = to_epoch(t)
         row = self._db.execute(
             "SELECT data FROM record WHERE kind='cni' AND key='' AND cluster=? AND valid_from <= ? AND valid_to > ? "
             "ORDER BY valid_from DESC LIMIT 1", (cluster, ts, ts)).fetchone()
         return json.loads(row[0]) if row else None
 
+    @_locked
     def changes(self, start: float | datetime | str, end: float | datetime | str | None = None,
                 kinds: Iterable[str] | None = None, cluster: str | None = None,
                 limit: int | None = None) -> list[dict]:
@@ -454,7 +474,6 @@ class HistoryStore:
         datastore node for row kinds (vport, service, cni) and are None for
         pod and member records.
         """
-        self.flush()
         a, b = to_epoch(start), to_epoch(end)
         wanted = tuple(kinds) if kinds else KINDS
         marks = ",".join("?" * len(wanted))
@@ -498,8 +517,8 @@ class HistoryStore:
             return (cluster, ns, name)
         return None
 
+    @_locked
     def _rows_at(self, kind: str, t, cluster: str | None) -> list[tuple[str, str, dict]]:
-        self.flush()
         ts = to_epoch(t)
         code = _KIND_CODE[kind]
         # whole-table kinds carry their rows in the R*Tree's auxiliary columns: the stabbing

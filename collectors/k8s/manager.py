@@ -19,7 +19,8 @@ The manager owns the pieces shared by all connections: the vPort
 arbitration table (one IP may be claimed by several pods; see
 :mod:`collectors.k8s.vports`), the :class:`~collectors.k8s.history.HistoryStore`
 (also published as ``ds.history``), and the periodic jobs (history flush
-every 0.25 s, counters once a second, retention hourly).
+every 0.25 s and retention hourly, both in a worker thread; counters once
+a second).
 """
 from __future__ import annotations
 
@@ -243,8 +244,10 @@ class K8sManager:
             await asyncio.sleep(self.flush_interval)
             tick += 1
             try:
-                while self.history.flush(max_ops=2000) == 2000:
-                    await asyncio.sleep(0)          # let watch events in between chunks
+                # in a worker thread: SQLite releases the GIL, and a WAL checkpoint's fsync
+                # must never stall watch events; chunks keep each transaction short
+                while await asyncio.to_thread(self.history.flush, 2000) == 2000:
+                    pass
             except Exception:
                 log.exception("k8s: history flush failed")
             if tick * self.flush_interval >= 1.0:
@@ -256,7 +259,7 @@ class K8sManager:
     async def _retention(self) -> None:
         while True:
             try:
-                removed = self.history.enforce_retention(time.time())
+                removed = await asyncio.to_thread(self.history.enforce_retention, time.time())
                 if removed:
                     log.info("k8s history: removed %d records older than %g days", removed,
                              self.history.retention_days)

@@ -126,3 +126,25 @@ def test_host_network_pods_share_the_node_ip_but_a_pod_ip_wins():
     h.set("pod", "c", "192.168.1.10", "fl", pod("kube-flannel-x", "fl", host=True), T0 + 1)
     assert h.pod_at("192.168.1.10", T0 + 2)["name"] == "kube-flannel-x"
     assert {p["name"] for p in h.pods_at("192.168.1.10", T0 + 2)} == {"kube-proxy-x", "kube-flannel-x"}
+
+
+def test_flushing_in_a_thread_while_the_loop_keeps_writing(tmp_path):
+    import threading
+    h = HistoryStore(tmp_path / "h.db")
+    stop = threading.Event()
+
+    def flusher():
+        while not stop.is_set():
+            h.flush(50)
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    for i in range(3000):
+        h.set("vport", "c", f"10.0.{i // 250}.{i % 250}", "", {"ip": str(i)}, T0 + i)
+        if i % 3 == 0:
+            h.end("vport", "c", f"10.0.{i // 250}.{i % 250}", "", T0 + i + 0.5)
+    stop.set()
+    thread.join()
+    assert h.count("vport") == 3000
+    assert len(h.vports_at(T0 + 5000)) == 2000
+    h.close()
