@@ -22,7 +22,7 @@ from collectors.sflow import IMPLEMENTATION
 from collectors.sflow.decoder import decode_datagram
 from collectors.sflow.packet import DEFAULT_GENEVE_PORT, DEFAULT_VXLAN_PORTS
 from collectors.sflow.pcap import SFLOW_PORT, PcapError, iter_sflow_payloads
-from collectors.sflow.producer import iter_flows
+from collectors.sflow.producer import count_flows, iter_flows
 from collectors.sflow.records import CounterSample, DiscardSample, FlowSample
 
 EXIT_OK = 0
@@ -154,12 +154,8 @@ def _decode_summary(path: str, sflow_ports, vxlan_ports, geneve_port: int) -> di
             malformed += 1
             if counts["first_problem"] is None:
                 counts["first_problem"] = datagram.malformed
-        flows = 0
-        for flow in iter_flows(datagram):
-            flows += 1
-            encapsulations[flow.encapsulation] += 1
-            if flow.truncated:
-                truncated += 1
+        flows, cut = count_flows(datagram, encapsulations)  # every FlowRecord produced and read, as --json
+        truncated += cut
         flow_samples += flows
         samples = datagram.samples
         if flows != len(samples):  # iter_flows yields exactly the flow samples: classify only the rest

@@ -176,7 +176,7 @@ def _decode(datagram: Datagram, data: bytes, vxlan_ports: AbstractSet[int], gene
         if _COMPILED and off + 88 <= end:
             found = _fused_flow_sample_compiled(data, off, end, vxlan_ports, geneve_port)
             if found is not None:
-                append(found)
+                samples.append(found)  # compiled: a direct list append, where calling the bound ``append`` is not
                 off += 8 + _u32(data, off + 4)
                 continue
         elif off + 88 <= end:

@@ -253,7 +253,7 @@ def _ethernet_pcap_payloads(data, order: str, name: str, ports: AbstractSet[int]
     the file (one slice per datagram); any other frame takes the general path.
     """
     record = struct.Struct(order + "8xII").unpack_from
-    ports_at = _PORTS.unpack_from
+    frame_fields = _ETHERNET_IPV4_UDP.unpack_from
     off = 24
     end = len(data)
     while off < end:
@@ -264,27 +264,26 @@ def _ethernet_pcap_payloads(data, order: str, name: str, ports: AbstractSet[int]
         frame_end = off + caplen
         if caplen > 0x4000000 or frame_end > end:
             raise PcapError(f"{name}: capture breaks off inside a packet at byte {off} (captured length {caplen})")
-        if (
-            caplen >= 42
-            and data[off + 12] == 0x08
-            and data[off + 13] == 0x00
-            and data[off + 14] == 0x45
-            and data[off + 23] == 17
-            and not (data[off + 20] & 0x3F or data[off + 21])
-        ):
-            total_length, src_port, dst_port, udp_length = ports_at(data, off + 16)
-            if dst_port in ports or src_port in ports:
-                payload_end = off + 34 + udp_length if udp_length >= 8 else off + 14 + total_length
-                yield data[off + 42 : min(payload_end, off + 14 + total_length, frame_end)]
-        else:
-            frame = data[off:frame_end]
-            ip_off = _ip_offset(LINKTYPE_ETHERNET, frame)
-            if ip_off >= 0:
-                found = _udp_payload(frame, ip_off)
-                if found is not None and (found[1] in ports or found[0] in ports):
-                    yield found[2]
+        if caplen >= 42:
+            # One unpack for the fields that decide (EtherType, version/IHL, fragment, protocol) and the UDP ones.
+            ethertype, version_ihl, total_length, fragment, protocol, src_port, dst_port, udp_length = frame_fields(
+                data, off
+            )
+            if ethertype == 0x0800 and version_ihl == 0x45 and protocol == 17 and not fragment & 0x3FFF:
+                if dst_port in ports or src_port in ports:
+                    payload_end = off + 34 + udp_length if udp_length >= 8 else off + 14 + total_length
+                    yield data[off + 42 : min(payload_end, off + 14 + total_length, frame_end)]
+                off = frame_end
+                continue
+        frame = data[off:frame_end]
+        ip_off = _ip_offset(LINKTYPE_ETHERNET, frame)
+        if ip_off >= 0:
+            found = _udp_payload(frame, ip_off)
+            if found is not None and (found[1] in ports or found[0] in ports):
+                yield found[2]
         off = frame_end
 
 
-#: IPv4 total length (frame offset 16), then UDP source port, destination port, length (34, 36, 38).
-_PORTS = struct.Struct(">H16xHHH")
+#: EtherType (frame offset 12), IPv4 version/IHL (14), total length (16), flags+fragment offset (20),
+#: protocol (23), then UDP source port, destination port, length (34, 36, 38).
+_ETHERNET_IPV4_UDP = struct.Struct(">12xHBxH2xHxB10xHHH")
