@@ -22,7 +22,7 @@ from fabric_sync.scope import fill_owner, split
 from fabric_sync.store import FabricStore
 
 from .changefeed import Change, ChangeFeed
-from .config import ConfigStore
+from .config import ConfigStore, diff_flat
 from .errors import ConfigError, ConflictError, UnavailableError
 from .persist import read_json, write_json_atomic
 from .schema import Schema, default_schema
@@ -105,26 +105,31 @@ class Datastore:
                 full = self.config.validate(candidate)
                 fabric_new, local_new = split(candidate)
                 fabric_old, local_old = split(base)
+                old_flat = self.config.flat
                 if local_new != local_old:
                     self._persist_local(local_new)
+                    self._local = local_new  # a watch delivery during commit must carry it
                 revision = base_revision
                 if fabric_new != fabric_old:
                     try:
                         revision = await self.fabric.commit(base_revision, fabric_new, {"node": self.node_name, "user": user})
-                    except ConflictError:
+                    except (ConflictError, ConfigError) as exc:
                         if local_new != local_old:
                             self._persist_local(local_old)
+                            self._local = local_old
+                        if isinstance(exc, ConfigError):
+                            raise
                         await self._wait_newer(base_revision)
                         continue
-                    except ConfigError:
-                        if local_new != local_old:
-                            self._persist_local(local_old)
-                        raise
-                    self._fabric_tree = fabric_new
-                    self._applied_revision = max(self._applied_revision, revision)
-                self._local = local_new
-                old_flat = self.config.flat
-                changes = self._apply(candidate, full)
+                if revision != base_revision and self._applied_revision >= revision:
+                    # The watch already applied our revision, or a newer one built on
+                    # it: applying our candidate now would roll that newer write back.
+                    changes = diff_flat(old_flat, self.config.flat, time.time_ns())
+                else:
+                    if revision != base_revision:
+                        self._fabric_tree = fabric_new
+                        self._applied_revision = revision
+                    changes = self._apply(candidate, full)
                 self.commits += 1
                 self._audit(user, face, peer, revision, changes, old_flat)
                 return revision

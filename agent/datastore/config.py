@@ -108,25 +108,12 @@ class ConfigStore:
             full = self.validate(candidate)
         old_flat, old_times = self.flat, self.times
         self._set(copy.deepcopy(candidate), ts, full)
-        changes = []
+        changes = diff_flat(old_flat, self.flat, ts)
+        changed = {(c.path, c.key) for c in changes}
         for path, table in self.flat.items():
-            old_table = old_flat.get(path, {})
-            for key, values in table.items():
-                old = old_table.get(key)
-                if old is None:
-                    changes.append(Change(path, key, dict(values), (), ts))
-                    continue
-                changed = {k: v for k, v in values.items() if old.get(k, _MISSING) != v}
-                removed = tuple(k for k in old if k not in values)
-                if changed or removed:
-                    changes.append(Change(path, key, changed, removed, ts))
-                else:
+            for key in table:
+                if (path, key) not in changed:
                     self.times[path][key] = old_times[path][key]
-        for path, old_table in old_flat.items():
-            table = self.flat.get(path, {})
-            for key in old_table:
-                if key not in table:
-                    changes.append(Change(path, key, None, (), ts))
         return changes
 
     def _set(self, raw: dict, ts: int, full: dict | None = None) -> None:
@@ -138,6 +125,28 @@ class ConfigStore:
     def timestamp(self, path: str, key: tuple = ()) -> int:
         """When the node last changed (ns)."""
         return self.times.get(path, {}).get(key, 0)
+
+
+def diff_flat(old_flat: dict, new_flat: dict, ts: int) -> list[Change]:
+    """The changes that turn one flat node index into another."""
+    changes = []
+    for path, table in new_flat.items():
+        old_table = old_flat.get(path, {})
+        for key, values in table.items():
+            old = old_table.get(key)
+            if old is None:
+                changes.append(Change(path, key, dict(values), (), ts))
+                continue
+            changed = {k: v for k, v in values.items() if old.get(k, _MISSING) != v}
+            removed = tuple(k for k in old if k not in values)
+            if changed or removed:
+                changes.append(Change(path, key, changed, removed, ts))
+    for path, old_table in old_flat.items():
+        table = new_flat.get(path, {})
+        for key in old_table:
+            if key not in table:
+                changes.append(Change(path, key, None, (), ts))
+    return changes
 
 
 def _config_only(tree: dict, schema: Schema) -> dict:
