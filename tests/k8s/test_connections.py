@@ -482,3 +482,28 @@ async def test_paginated_list_and_an_expired_continue_token(apiserver_factory, m
     core = [starts[p] for p in ("/api/v1/pods", "/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices")]
     assert sorted(core) == [1, 1, 2], starts          # the list whose continue expired started over, once
     assert len(ds.state.entries(SERVICE)) == 12      # services and slices paged too (12 each)
+
+
+async def test_dual_stack_host_network_and_loadbalancer(apiserver_factory, manager_factory, tmp_path):
+    srv, manager, ds = await setup(apiserver_factory, manager_factory, tmp_path, pods=0)
+    pod = srv.add_pod("dual", node="worker-002", ipv6="fd00:10:244:2::7", labels={"app": "edge"})
+    v4 = pod["status"]["podIP"]
+    await ds.wait_for(lambda: {v4, "fd00:10:244:2::7"} <= set(vports(ds)))
+    assert vports(ds)["fd00:10:244:2::7"]["entity"] == "dual" and vports(ds)[v4]["mac"] != \
+        vports(ds)["fd00:10:244:2::7"]["mac"]
+    # host-network pods share their node's IP: one row, a pod with its own IP would win over them
+    node_ip = srv._node_ips["worker-001"]
+    srv.add_pod("kube-proxy-abcde", "kube-system", node="worker-001", host_network=True, labels={"k8s-app": "kube-proxy"})
+    await ds.wait_for(lambda: vports(ds).get(node_ip, {}).get("entity") == "kube-proxy-abcde")
+    assert vports(ds)[node_ip]["host-network"] is True and vports(ds)[node_ip]["portgroup"] == "k8s-app:kube-proxy"
+    srv.add_service("edge", svc_type="LoadBalancer", lb_ingress=[{"ip": "203.0.113.10"}],
+                    external_ips=["198.51.100.7"], selector={"app": "edge"})
+    row = await ds.wait_for(lambda: ds.state.entries(SERVICE).get(("k8s01", "default", "edge")))
+    await ds.wait_for(lambda: ds.state.entries(SERVICE)[("k8s01", "default", "edge")]["backend-pods"] ==
+                      [f"default/dual@{v4}"])
+    row = ds.state.entries(SERVICE)[("k8s01", "default", "edge")]
+    assert row["type"] == "LoadBalancer" and row["external-ips"] == ["198.51.100.7", "203.0.113.10"]
+    assert len(row["node-ports"]) == 1 and row["ports"] == ["80/TCP->8080"]
+    srv.delete_pod("default", "dual")
+    await ds.wait_for(lambda: v4 not in vports(ds) and "fd00:10:244:2::7" not in vports(ds))
+    await ds.wait_for(lambda: ds.state.entries(SERVICE)[("k8s01", "default", "edge")]["backend-pods"] == [])
