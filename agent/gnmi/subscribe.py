@@ -82,7 +82,9 @@ class Limits:
     max_updates: int = 1000  # Updates per Notification (bundling; 1 disables it)
     max_bytes: int = 1 << 20  # bytes per Notification
     drain_chunk: int = 1000  # queue entries encoded per send round (bounds how long one round holds the loop)
-    max_pending: int = 1_000_000  # distinct nodes a queue may hold before the session is ended
+    # distinct nodes a stalled subscriber may hold before its session is ended:
+    # above the largest table (max-connections defaults to 100,000), ~120 MiB at most
+    max_pending: int = 200_000
     counter_sample_ns: int = 10_000_000_000  # TARGET_DEFINED sample interval for counters
 
 
