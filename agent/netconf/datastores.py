@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from agent.datastore import Datastore
 from agent.datastore.errors import ConfigError
+from agent.datastore.merge import merge3
 from agent.datastore.persist import read_json, write_json_atomic
 
 from .rpcerror import RpcError, from_config_error
@@ -38,6 +39,8 @@ class PendingCommit:
     session_id: int
     rollback: dict
     persist: str | None
+    #: running as this commit left it: the rollback undoes only base->committed
+    committed: dict = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
 
 
@@ -58,6 +61,7 @@ class Datastores:
         self.writer: tuple[str | None, int | None] = (None, None)
         #: called with (event name, details) on commits and rollbacks (for notifications)
         self.on_event: Callable[[str, dict], None] | None = None
+        self._tasks: set[asyncio.Task] = set()  # rollbacks in flight (a task nobody holds may vanish)
 
     def load(self) -> None:
         """Read startup (first run: a snapshot of running)."""
@@ -191,19 +195,24 @@ class Datastores:
         self.check_writable(RUNNING, session_id)
         self.check_writable(CANDIDATE, session_id)
         candidate = self._candidate
-        if candidate is not None and self._candidate_base is not None and self.ds.config.raw != self._candidate_base:
-            # copying candidate over running would silently undo a change acknowledged since (gNMI, CLI,
-            # another node, a direct edit of running): refuse and let the client rebase
-            raise RpcError("operation-failed", "running changed after the candidate was edited; "
-                           "discard-changes and apply the edit again", app_tag="candidate-stale")
+        candidate_base = self._candidate_base
         rollback = pending.rollback if pending else copy.deepcopy(self.ds.config.raw)
         if candidate is not None:
-            await self.write_running(lambda _base: copy.deepcopy(candidate), user, session_id)
+            def copy_candidate(current: dict) -> dict:
+                # Checked on every attempt: when another writer (gNMI, CLI, another node)
+                # changed running after the candidate was edited, copying the candidate
+                # over it would silently undo an acknowledged change; the client rebases.
+                if candidate_base is not None and current != candidate_base:
+                    raise ConfigError("operation-failed", "running changed after the candidate was edited; "
+                                      "discard-changes and apply the edit again", app_tag="candidate-stale")
+                return copy.deepcopy(candidate)
+
+            await self.write_running(copy_candidate, user, session_id)
         self._candidate = None
         if pending is not None and pending.timer is not None:
             pending.timer.cancel()
         if confirmed:
-            self.pending = PendingCommit(session_id, rollback, persist)
+            self.pending = PendingCommit(session_id, rollback, persist, copy.deepcopy(self.ds.config.raw))
             loop = asyncio.get_running_loop()
             self.pending.timer = loop.call_later(timeout, self._on_timeout, self.pending)
             log.info("confirmed commit by %s (session %s): rollback in %ss unless confirmed", user, session_id, timeout)
@@ -229,7 +238,9 @@ class Datastores:
 
     def _on_timeout(self, pending: PendingCommit) -> None:
         if self.pending is pending:
-            asyncio.ensure_future(self._rollback("confirm-timeout expired"))
+            task = asyncio.ensure_future(self._rollback("confirm-timeout expired"))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _rollback(self, why: str) -> None:
         pending, self.pending = self.pending, None
@@ -238,9 +249,10 @@ class Datastores:
         if pending.timer is not None:
             pending.timer.cancel()
         self._candidate = None
-        saved = pending.rollback
+        saved, committed, schema = pending.rollback, pending.committed, self.ds.schema
         try:
-            await self.ds.propose(lambda _base: copy.deepcopy(saved), user="rollback", face=FACE)
+            # undo this commit only: writes made since (other faces, other nodes) stay
+            await self.ds.propose(lambda current: merge3(committed, saved, current, schema), user="rollback", face=FACE)
             log.warning("confirmed commit rolled back: %s", why)
         except ConfigError as exc:  # e.g. the fabric store is unavailable
             log.error("confirmed commit rollback failed (%s): %s", why, exc)

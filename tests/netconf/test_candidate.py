@@ -105,6 +105,19 @@ def test_confirmed_commit_rolls_back_on_timeout(port):
         assert running_names(m, "candidate") == ["keep"]
 
 
+def test_confirmed_commit_rollback_keeps_writes_made_after_it(port):
+    """The timeout undoes that commit only: a change another session made since stays."""
+    with connect(port) as m, connect(port) as other:
+        m.edit_config(target="candidate", config=connection_xml("trial"))
+        m.commit(confirmed=True, timeout="1")
+        other.edit_config(target="running", config=connection_xml("later"))
+        assert sorted(running_names(m)) == ["later", "trial"]
+        deadline = time.monotonic() + 5
+        while "trial" in running_names(m) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running_names(m) == ["later"]
+
+
 def test_confirming_commit_keeps_the_change(port):
     with connect(port) as m:
         m.edit_config(target="candidate", config=connection_xml("confirmed"))
