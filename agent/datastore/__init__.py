@@ -55,7 +55,6 @@ class Datastore:
         self.history: Any = None
         self._local_file = self.data_dir / "local-config.json"
         self._local: dict = {}
-        self._fabric_tree: dict = {}
         self._applied_revision = -1
         self._write_lock = asyncio.Lock()
         self._revision_event = asyncio.Event()
@@ -113,11 +112,11 @@ class Datastore:
                 if fabric_new != fabric_old:
                     try:
                         revision = await self.fabric.commit(base_revision, fabric_new, {"node": self.node_name, "user": user})
-                    except (ConflictError, ConfigError) as exc:
+                    except BaseException as exc:  # refused, raced, or the caller went away (cancelled)
                         if local_new != local_old:
                             self._persist_local(local_old)
                             self._local = local_old
-                        if isinstance(exc, ConfigError):
+                        if not isinstance(exc, ConflictError):
                             raise
                         await self._wait_newer(base_revision)
                         continue
@@ -127,7 +126,6 @@ class Datastore:
                     changes = diff_flat(old_flat, self.config.flat, time.time_ns())
                 else:
                     if revision != base_revision:
-                        self._fabric_tree = fabric_new
                         self._applied_revision = revision
                     changes = self._apply(candidate, full)
                 self.commits += 1
@@ -160,7 +158,6 @@ class Datastore:
         except ConfigError as exc:  # should not happen: writers validate
             log.error("ignoring invalid fabric config at revision %s: %s", revision, exc)
             return
-        self._fabric_tree = tree
         self._applied_revision = revision
         self._apply(candidate, full)
         self._revision_event.set()
@@ -204,7 +201,7 @@ class Datastore:
         conf = self.config.flat.get(path)
         state = self.state.entries(path)
         if not conf:
-            times = self.state._times.get(path, {})
+            times = self.state.times_of(path)
             for key, values in state.items():
                 yield key, values, times.get(key, 0)
             return

@@ -94,6 +94,10 @@ class StateStore:
         """When the node last changed (ns since the epoch), 0 if unknown."""
         return self._times.get(path, {}).get(key, 0)
 
+    def times_of(self, path: str) -> dict[tuple, int]:
+        """Change times of every node at a path, by key. Do not mutate."""
+        return self._times.get(path, {})
+
     def paths(self) -> list[str]:
         """Schema paths that currently hold at least one node."""
         return [p for p, t in self._nodes.items() if t]
