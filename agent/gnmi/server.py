@@ -196,7 +196,9 @@ class GnmiServer:
         except ConfigError as exc:
             self.stats["set_rejected"] += 1
             where = f" (at {exc.path})" if exc.path and exc.path not in exc.message else ""
-            await context.abort(grpc.StatusCode[exc.grpc_code_name], f"{exc.message}{where}")
+            # the error-app-tag first, as NETCONF's rpc-error carries it: scripts match on it
+            tag = f"{exc.app_tag}: " if exc.app_tag else ""
+            await context.abort(grpc.StatusCode[exc.grpc_code_name], f"{tag}{exc.message}{where}")
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001
