@@ -118,8 +118,13 @@ class Attributor:
             path = change.path
             if path == SERVICE_PATH:
                 self._services = None
-            elif path == VPORT_PATH:
-                self._pods.clear()
+            elif path == VPORT_PATH and self._pods:
+                # only this IP's open answers can be stale; closed intervals never change
+                ip = change.key[0]
+                for key in ((ip, None), (ip, self.analytics_cluster)):
+                    hit = self._pods.get(key)
+                    if hit is not None and hit[1] == _INF:
+                        del self._pods[key]
 
     # ------------------------------------------------------------------ lookups
     def pod(self, ip: str, t: float, cluster: str | None) -> dict | None:

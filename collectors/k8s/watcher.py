@@ -199,6 +199,14 @@ class Watcher:
                 self._healthy = False
                 self.handler.on_error(self.resource, self.redact(f"{self.resource.label}: {message}"), False)
                 await asyncio.sleep(self.backoff.next_delay())
+            except Exception as exc:  # noqa: BLE001 - an odd object must not end the watcher silently
+                log.exception("%s: unexpected error; re-listing", self.resource.label)
+                self._healthy = False
+                self.resource_version = None
+                self.handler.on_error(
+                    self.resource, self.redact(f"{self.resource.label}: internal error ({type(exc).__name__}); re-listing"),
+                    False)
+                await asyncio.sleep(self.backoff.next_delay())
 
     async def _get(self, query: list[tuple[str, str]], timeout: aiohttp.ClientTimeout):
         return await self.api.call_api(
