@@ -321,21 +321,26 @@ class HistoryStore:
                 self._open.put(kind, cluster, key, member, _digest(json.loads(data)))
         return len(rows)
 
-    @_locked
     def enforce_retention(self, now: float | None = None, batch: int = 20000) -> int:
         """Delete versions that closed before ``now - retention_days``, then enforce ``max_bytes``; returns rows deleted.
 
-        Works in batches of ``batch`` rows per transaction so a large purge
-        never holds the database for long.
+        Works in batches of ``batch`` rows per transaction, taking the lock per
+        batch, so a large purge never holds the database (and the queries the
+        faces make) for long.
         """
         horizon = to_epoch(now) - self.retention_days * 86400.0
         total = 0
+        with self._lock:
+            self._flush(None)
         while True:
-            ids = [r[0] for r in self._db.execute(
-                "SELECT id FROM record INDEXED BY record_by_to WHERE valid_to < ? LIMIT ?", (horizon, batch))]
+            with self._lock:
+                ids = [r[0] for r in self._db.execute(
+                    "SELECT id FROM record INDEXED BY record_by_to WHERE valid_to < ? LIMIT ?", (horizon, batch))]
+                if ids:
+                    self._delete_ids(ids)
             if not ids:
-                return total + self.enforce_size(batch)
-            self._delete_ids(ids)
+                with self._lock:
+                    return total + self.enforce_size(batch)
             total += len(ids)
 
     def size_bytes(self) -> int:
