@@ -117,7 +117,9 @@ def _listening(component: Any) -> str:
     if address is None and getattr(component, "bound_port", None):
         host = getattr(component, "host", None) or "0.0.0.0"
         address = f"{host}:{component.bound_port}"
-    return f"listening on {address}" if address else "started"
+    security = getattr(component, "security", None)
+    suffix = f" ({security})" if security else ""
+    return f"listening on {address}{suffix}" if address else "started"
 
 
 def _load(module: str, name: str):

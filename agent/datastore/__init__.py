@@ -59,6 +59,7 @@ class Datastore:
         self._write_lock = asyncio.Lock()
         self._revision_event = asyncio.Event()
         self._config_listeners: list[ConfigListener] = []
+        self._tasks: set[asyncio.Task] = set()
         self.commits = 0
 
     # -- life cycle ----------------------------------------------------------
@@ -176,9 +177,7 @@ class Datastore:
         self.feed.publish(changes)
         for listener in tuple(self._config_listeners):
             try:
-                result = listener(self.config.full)
-                if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                self._keep(listener(self.config.full))
             except Exception:
                 log.exception("config listener failed")
         return changes
@@ -186,9 +185,14 @@ class Datastore:
     def on_config(self, listener: ConfigListener) -> None:
         """Call `listener(running_with_defaults)` now and after every applied change."""
         self._config_listeners.append(listener)
-        result = listener(self.config.full)
+        self._keep(listener(self.config.full))
+
+    def _keep(self, result: Any) -> None:
+        """Run a coroutine listener's result as a task we hold (an unheld task may vanish)."""
         if asyncio.iscoroutine(result):
-            asyncio.ensure_future(result)
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- state helpers -------------------------------------------------------
     def set_sync_state(self, sync_state: str) -> None:

@@ -119,8 +119,11 @@ class GnmiServer:
         await server.start()
         self._server = server
         self.bound_port = port
-        log.info("gNMI listening on %s (%s)", self.address,
-                 "plaintext" if self.insecure else ("mutual TLS" if self.tls_client_ca else "TLS"))
+
+    @property
+    def security(self) -> str:
+        """How clients must connect, for the start-up line."""
+        return "plaintext" if self.insecure else ("mutual TLS" if self.tls_client_ca else "TLS")
 
     def _credentials(self) -> grpc.ServerCredentials:
         if not (self.tls_cert and self.tls_key):
