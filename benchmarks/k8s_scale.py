@@ -374,7 +374,10 @@ def report_history(hist: dict) -> int:
          f"floor: decoding {hist['vports_rows']:.0f} rows alone {hist['decode_floor'] * 1000:.1f} ms")
     line("changes(t, t+60 s) p50 / p99",
          f"{hist['changes_60s'][0] * 1000:.2f} / {hist['changes_60s'][1] * 1000:.2f} ms", "<= 20 ms", "")
-    return 0 if hist["pod_at"][1] <= 0.02 and hist["service_backends"][1] <= 0.02 else 1
+    missed = [name for name in ("pod_at", "service_backends", "vports_at", "changes_60s") if hist[name][1] > 0.02]
+    if missed:
+        print("  p99 over 20 ms: " + ", ".join(missed))
+    return 1 if missed else 0
 
 
 def main() -> None:
