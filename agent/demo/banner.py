@@ -1,7 +1,25 @@
 """The demo's banner: where everything listens, the password, and what to try."""
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 from .fabric import CLUSTER, FABRIC, SWITCH_ADDRESS, DemoFabric
+
+
+def kubefabric_command() -> str:
+    """`kubefabric` when it is on PATH, else the venv's own copy (what `make demo` ran)."""
+    found = shutil.which("kubefabric")
+    own = Path(sys.executable).with_name("kubefabric")
+    if found and Path(found).resolve() == own.resolve():
+        return "kubefabric"
+    if own.exists():
+        try:
+            return str(own.relative_to(Path.cwd()))
+        except ValueError:
+            return str(own)
+    return "kubefabric"
 
 
 def banner(demo: DemoFabric, workdir_note: str) -> str:
@@ -32,8 +50,9 @@ def banner(demo: DemoFabric, workdir_note: str) -> str:
     lines += ["", " Try (in another terminal):",
               f"   export KUBEFABRIC_USERNAME={demo.username} KUBEFABRIC_PASSWORD='{pw}'"]
     if demo.has("kubefabric cli"):
-        cli = f"kubefabric cli --insecure --gnmi-addr {gnmi1}"
-        cli2 = f"kubefabric cli --insecure --gnmi-addr 127.0.0.1:{demo.ports.nodes[1].gnmi}"
+        kf = kubefabric_command()
+        cli = f"{kf} cli --insecure --gnmi-addr {gnmi1}"
+        cli2 = f"{kf} cli --insecure --gnmi-addr 127.0.0.1:{demo.ports.nodes[1].gnmi}"
         lines += [
             f"   {cli} vport-show                  # where every pod is",
             f"   {cli} service-show                # virtual IPs and backends",
