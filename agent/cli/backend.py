@@ -110,12 +110,14 @@ class DatastoreBackend:
         return history
 
     async def snapshot(self, table: Table, t: float) -> list[dict]:
-        rows = self._history().vports_at(t)
+        self._history()
+        rows = await self.ds.history_query("vports_at", t)
         return [{**row, "ip": ip} for ip, row in rows.items()]
 
     async def changes(self, table: Table, t1: float, t2: float) -> list[dict]:
         out = []
-        for event in self._history().changes(t1, t2, kinds=["vport"]):
+        self._history()
+        for event in await self.ds.history_query("changes", t1, t2, kinds=["vport"]):
             out.append({**event["data"], "ip": event["key"], "time": event["time"], "change": event["op"]})
         return out
 

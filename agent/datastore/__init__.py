@@ -194,6 +194,20 @@ class Datastore:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    # -- time machine --------------------------------------------------------
+    async def history_query(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a time-machine query (e.g. "vports_at", "changes") off the event loop.
+
+        The history store is SQLite: a query over a large table takes tens of
+        milliseconds, during which no gNMI stream, NETCONF session or sFlow
+        datagram would be served if it ran on the loop.  Raises LookupError
+        when no history store is running.
+        """
+        history = self.history
+        if history is None:
+            raise LookupError("this agent keeps no history (the Kubernetes collector is not running)")
+        return await asyncio.to_thread(getattr(history, method), *args, **kwargs)
+
     # -- state helpers -------------------------------------------------------
     def set_sync_state(self, sync_state: str) -> None:
         """Record fabric replication health in /fabric/sync-state."""

@@ -19,8 +19,12 @@ from .read import collect, entry_exists
 _DATATYPES = set(gnmi_pb2.GetRequest.DataType.values())
 
 
-def get(ds, request: gnmi_pb2.GetRequest) -> bytes:
-    """GetResponse bytes, or PathError (with a gRPC status name) for the client."""
+def get(ds, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> bytes:
+    """GetResponse bytes, or PathError (with a gRPC status name) for the client.
+
+    `snapshot_rows` is `history.rows_at(...)` fetched off the event loop by the
+    caller for a snapshot_time request; it is fetched here when not given.
+    """
     if request.encoding not in encode.SUPPORTED:
         name = gnmi_pb2.Encoding.Name(request.encoding) if request.encoding in gnmi_pb2.Encoding.values() else request.encoding
         raise PathError("UNIMPLEMENTED", f"encoding {name} is not supported (JSON, JSON_IETF, PROTO are)")
@@ -35,7 +39,9 @@ def get(ds, request: gnmi_pb2.GetRequest) -> bytes:
     if hist is not None:
         for selectors in resolved:
             history.check(ds, hist, selectors)
-    rows = history.rows_at(ds, hist.snapshot_ns) if hist is not None else None
+    rows = None
+    if hist is not None:
+        rows = snapshot_rows if snapshot_rows is not None else history.rows_at(ds, hist.snapshot_ns)
     target = request.prefix.target
     notifications = []
     for path, selectors in zip(paths, resolved):

@@ -12,6 +12,7 @@ the service is registered with serializers that pass bytes through.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pygnmi.spec.v080 import gnmi_pb2
 from agent.datastore.errors import ConfigError
 from agent.datastore.schema import ORGANIZATION
 
-from . import auth, edit, encode
+from . import auth, edit, encode, history
 from .get import get as do_get
 from .paths import PathError
 from .subscribe import Limits, Session
@@ -169,10 +170,17 @@ class GnmiServer:
             gNMI_version=GNMI_VERSION,
         )
 
+    async def _snapshot_rows(self, request):
+        """The vPort table at a Get's snapshot_time, read from SQLite off the event loop."""
+        hist = history.from_extensions(request.extension)
+        if hist is None or hist.is_range or hist.snapshot_ns is None or self.ds.history is None:
+            return None  # nothing to fetch, or get() reports the error
+        return await asyncio.to_thread(history.rows_at, self.ds, hist.snapshot_ns)
+
     async def _get(self, request, context):
         await self._user(context)
         try:
-            return do_get(self.ds, request)
+            return do_get(self.ds, request, await self._snapshot_rows(request))
         except PathError as exc:
             await context.abort(grpc.StatusCode[exc.code], exc.message)
         except grpc.aio.AbortError:

@@ -419,14 +419,14 @@ class Session:
         h = self.history
         start = h.snapshot_ns if h.snapshot_ns is not None else h.start_ns
         if not self.updates_only:
-            rows = history.rows_at(self.ds, start)
+            rows = await asyncio.to_thread(history.rows_at, self.ds, start)
             await self._send_nodes(self._gather(self.subs, rows).values())
         await self._write(encode.SYNC_RESPONSE, 0)
         if not h.is_range:
             return
         items: list[bytes] = []
         group_ts = None
-        for path, key, values, ts in history.changes(self.ds, h.start_ns, h.end_ns):
+        for path, key, values, ts in await asyncio.to_thread(history.changes, self.ds, h.start_ns, h.end_ns):
             wanted = self.index.match(path, key)
             if wanted is False:
                 continue

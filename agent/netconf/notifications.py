@@ -278,7 +278,7 @@ class Subscription:
 
     async def _replay(self, history: Any, start: dt.datetime, stop: dt.datetime | None) -> None:
         end = stop or dt.datetime.now(dt.timezone.utc)
-        result = history.changes(start.timestamp(), end.timestamp())
+        result = await asyncio.to_thread(history.changes, start.timestamp(), end.timestamp())
         if asyncio.iscoroutine(result):
             result = await result
         items = []

@@ -244,8 +244,8 @@ class WebServer:
             rows = [{**row, "ip": key[0]} for key, row, _ in self.ds.read(VPORT)]
             source = "live"
         else:
-            history = self._history_or_404()
-            rows = [{**row, "ip": ip} for ip, row in history.vports_at(at).items()]
+            self._history_or_404()
+            rows = [{**row, "ip": ip} for ip, row in (await self.ds.history_query("vports_at", at)).items()]
             source = "history"
         rows.sort(key=lambda r: (str(r.get("hostname", "")), str(r.get("namespace", "")), str(r.get("entity", ""))))
         return web.json_response({"source": source, "at": at, "at-text": _iso(at) if at else None, "vports": rows})
@@ -259,9 +259,9 @@ class WebServer:
                 services.append({**row, "cluster-name": cluster, "namespace": ns, "name": name})
             source = "live"
         else:
-            history = self._history_or_404()
-            for (cluster, ns, name), row in history.services_at(at).items():
-                backends = history.service_backends(cluster, ns, name, at)
+            self._history_or_404()
+            for (cluster, ns, name), row in (await self.ds.history_query("services_at", at)).items():
+                backends = await self.ds.history_query("service_backends", cluster, ns, name, at)
                 services.append({**row, "cluster-name": cluster, "namespace": ns, "name": name,
                                  "backend-pods": backends})
             source = "history"
@@ -284,13 +284,13 @@ class WebServer:
         return web.json_response({"total": len(table), "connections": rows})
 
     async def _changes(self, request: web.Request) -> web.Response:
-        history = self._history_or_404()
+        self._history_or_404()
         now = time.time()
         end = parse_time(request.query["to"]) if request.query.get("to") else now
         start = parse_time(request.query["from"]) if request.query.get("from") else end - 3600
         if start >= end:
             raise TimeError("from must be before to")
-        rows = history.changes(start, end, kinds=("vport", "member"), limit=MAX_CHANGES + 1)
+        rows = await self.ds.history_query("changes", start, end, kinds=("vport", "member"), limit=MAX_CHANGES + 1)
         changes = []
         for change in rows[:MAX_CHANGES]:
             data = change.get("data") or {}
