@@ -87,14 +87,15 @@ CREATE VIRTUAL TABLE IF NOT EXISTS record_span USING rtree(id, k0, k1, t0, t1, +
 
 
 def to_epoch(t: float | int | datetime | str | None) -> float:
-    """Epoch seconds from a float, an aware datetime or an RFC 3339 string; None -> now."""
+    """Epoch seconds from a float, a datetime or an RFC 3339 string (UTC when no offset); None -> now."""
     if t is None:
         return time.time()
     if isinstance(t, (int, float)):
         return float(t)
-    if isinstance(t, datetime):
-        return t.timestamp()
-    return datetime.fromisoformat(str(t).replace("Z", "+00:00")).timestamp()
+    parsed = t if isinstance(t, datetime) else datetime.fromisoformat(str(t).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:  # a time without an offset is UTC, as everywhere else in the agent
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 def _digest(data: Mapping) -> int:
