@@ -75,7 +75,7 @@ from .records import (
     VniRecord,
 )
 
-__all__ = ["decode_datagram", "MalformedDatagram"]
+__all__ = ["decode_datagram", "address_text", "MalformedDatagram"]
 
 _PAIR: Final = struct.Struct(">II")  # (data format, length) of samples and records; version + address type
 _U32: Final = struct.Struct(">I")
@@ -105,8 +105,8 @@ _PROCESSOR_COUNTERS: Final = struct.Struct(">IIIQQ")
 _COMPILED: Final = __name__.startswith("collectors.sflow._fast.")
 
 #: Agents are few and send many datagrams: remember their text form.
-_agent_text: dict[bytes, str] = {}
-_AGENT_CACHE_LIMIT: Final = 4096
+_address_texts: dict[bytes, str] = {}
+_ADDRESS_CACHE_LIMIT: Final = 65536
 
 
 class MalformedDatagram(Exception):
@@ -136,13 +136,14 @@ def decode_datagram(
     return datagram
 
 
-def _address_text(packed: bytes) -> str:
-    text = _agent_text.get(packed)
+def address_text(packed: bytes) -> str:
+    """Text form of a packed IPv4/IPv6 address, memoised (addresses repeat far more than packets)."""
+    text = _address_texts.get(packed)
     if text is None:
-        if len(_agent_text) >= _AGENT_CACHE_LIMIT:
-            _agent_text.clear()
+        if len(_address_texts) >= _ADDRESS_CACHE_LIMIT:
+            _address_texts.clear()
         text = socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-        _agent_text[packed] = text
+        _address_texts[packed] = text
     return text
 
 
@@ -161,7 +162,7 @@ def _decode(datagram: Datagram, data: bytes, vxlan_ports: AbstractSet[int], gene
         off = 40
     else:
         raise MalformedDatagram(f"unknown agent address type {address_type}")
-    datagram.agent = _address_text(agent)
+    datagram.agent = address_text(agent)
     datagram.sub_agent_id = sub_agent
     datagram.sequence = sequence
     datagram.uptime = uptime

@@ -47,29 +47,17 @@ When a sample has no raw packet header but a sampled IPv4/IPv6 record
 
 from __future__ import annotations
 
-import socket
 from typing import ClassVar, Final, Iterator
 
+from .decoder import address_text
 from .packet import PACKET_FIELDS, ParsedPacket
 from .records import FLOW_IPV4, FLOW_IPV6, Datagram, DiscardSample, FlowSample, SampledIP
 
 __all__ = ["FlowRecord", "count_flows", "iter_flows", "ip_text"]
 
-_ip_texts: dict[bytes, str] = {}
-_IP_CACHE_LIMIT: Final = 65536
-
-
 def ip_text(packed: bytes | None) -> str | None:
-    """Text form of a packed IPv4/IPv6 address, memoised (addresses repeat far more than packets)."""
-    if packed is None:
-        return None
-    text = _ip_texts.get(packed)
-    if text is None:
-        if len(_ip_texts) >= _IP_CACHE_LIMIT:
-            _ip_texts.clear()
-        text = socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-        _ip_texts[packed] = text
-    return text
+    """Text form of a packed address (the decoder's memoised conversion), None stays None."""
+    return None if packed is None else address_text(packed)
 
 
 class FlowRecord:
