@@ -24,19 +24,20 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from agent.settings import split_addr
+from agent.datastore import schema_paths
 
 __all__ = ["FabricCollector", "MetricsServer", "METRICS", "face_stats"]
 
 log = logging.getLogger("kubefabric.metrics")
 
-SFLOW_STATS = "/kubefabric-sflow:sflow-collector/statistics"
-SFLOW_EXPORTER = "/kubefabric-sflow:sflow-collector/statistics/exporter"
-CONNECTION = "/kubefabric-connection:connections/connection"
-K8S_STATE = "/kubefabric-k8s:k8s/connection/state"
-K8S_CONNECTION = "/kubefabric-k8s:k8s/connection"
-VPORT = "/kubefabric-vport:vports/vport"
-FABRIC = "/kubefabric-fabric:fabric"
-FABRIC_NODE = "/kubefabric-fabric:fabric/node"
+SFLOW_STATS = schema_paths.SFLOW_STATS
+SFLOW_EXPORTER = schema_paths.SFLOW_EXPORTER
+CONNECTION = schema_paths.CONNECTION
+K8S_STATE = schema_paths.K8S_CONNECTION_STATE
+K8S_CONNECTION = schema_paths.K8S_CONNECTION
+VPORT = schema_paths.VPORT
+FABRIC = schema_paths.FABRIC
+FABRIC_NODE = schema_paths.FABRIC_NODE
 
 K8S_STATUSES = ("disabled", "connecting", "connected", "error", "remote")
 SYNC_STATES = ("in-sync", "stale")

@@ -40,10 +40,11 @@ from .leasekeeper import LeaseKeeper
 from .membership import Membership, rfc3339_now
 from .ownership import OwnerTakeover
 from .store import FabricStore, MemberInfo, OnFabricChange
+from agent.datastore import schema_paths
 
 log = logging.getLogger("kubefabric.fabric.etcd")
 
-NODE_PATH = "/kubefabric-fabric:fabric/node"
+NODE_PATH = schema_paths.FABRIC_NODE
 
 
 class EtcdFabricStore(FabricStore):

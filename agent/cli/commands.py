@@ -8,14 +8,15 @@ parser read these definitions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from agent.datastore import schema_paths
 
-VPORTS = "/kubefabric-vport:vports/vport"
-K8S_CONNECTIONS = "/kubefabric-k8s:k8s/connection"
-CNI = "/kubefabric-k8s:k8s/cni"
-SERVICES = "/kubefabric-k8s:k8s/service"
-CONNECTIONS = "/kubefabric-connection:connections/connection"
-STATS_SETTINGS = "/kubefabric-connection:connection-stats-settings"
-FABRIC_NODES = "/kubefabric-fabric:fabric/node"
+VPORTS = schema_paths.VPORT
+K8S_CONNECTIONS = schema_paths.K8S_CONNECTION
+CNI = schema_paths.K8S_CNI
+SERVICES = schema_paths.K8S_SERVICE
+CONNECTIONS = schema_paths.CONNECTION
+STATS_SETTINGS = schema_paths.CONNECTION_SETTINGS
+FABRIC_NODES = schema_paths.FABRIC_NODE
 
 # time filters (collectors/k8s/timefilters.py turns them into a window)
 TIME_FILTERS = ("start-time", "end-time", "duration", "within-last", "older-than")

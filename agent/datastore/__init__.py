@@ -27,6 +27,7 @@ from .errors import ConfigError, ConflictError, UnavailableError
 from .persist import read_json, write_json_atomic
 from .schema import Schema, default_schema
 from .state import StateStore
+from . import schema_paths
 
 __all__ = ["Datastore", "Change", "ConfigError", "UnavailableError", "Schema"]
 
@@ -36,8 +37,8 @@ audit = logging.getLogger("kubefabric.audit")
 EditFn = Callable[[dict], dict]
 ConfigListener = Callable[[dict], Any]
 
-FABRIC_PATH = "/kubefabric-fabric:fabric"
-NODE_PATH = "/kubefabric-fabric:fabric/node"
+FABRIC_PATH = schema_paths.FABRIC
+NODE_PATH = schema_paths.FABRIC_NODE
 
 
 class Datastore:

@@ -29,6 +29,7 @@ from agent.auth import hash_password
 from .etcd import EtcdCluster, etcd_binary
 from .plan import PortPlan
 from .procs import Child
+from agent.datastore import schema_paths
 
 log = logging.getLogger("kubefabric.demo")
 
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 CLUSTER = "sim"
 FABRIC = "demo"
 SWITCH_ADDRESS = "192.0.2.11"  # the simulated switch's sFlow agent address (documentation range, never a target)
-VPORTS = "/kubefabric-vport:vports"
+VPORTS = schema_paths.VPORTS
 
 
 class DemoError(RuntimeError):

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 
 from .paths import PathError, Selector
+from agent.datastore import schema_paths
 
-VPORTS = "/kubefabric-vport:vports"
-VPORT = "/kubefabric-vport:vports/vport"
+VPORTS = schema_paths.VPORTS
+VPORT = schema_paths.VPORT
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.settings import split_addr
+from agent.datastore import schema_paths
 
 __all__ = ["WebServer", "parse_time"]
 
@@ -44,16 +45,16 @@ log = logging.getLogger("kubefabric.web")
 
 STATIC = Path(__file__).resolve().parent / "static"
 
-VPORT = "/kubefabric-vport:vports/vport"
-SERVICE = "/kubefabric-k8s:k8s/service"
-CONNECTION = "/kubefabric-connection:connections/connection"
-K8S_CONNECTION = "/kubefabric-k8s:k8s/connection"
-K8S_STATE = "/kubefabric-k8s:k8s/connection/state"
-CNI = "/kubefabric-k8s:k8s/cni"
-FABRIC = "/kubefabric-fabric:fabric"
-FABRIC_NODE = "/kubefabric-fabric:fabric/node"
-SFLOW_STATS = "/kubefabric-sflow:sflow-collector/statistics"
-CONN_SETTINGS = "/kubefabric-connection:connection-stats-settings"
+VPORT = schema_paths.VPORT
+SERVICE = schema_paths.K8S_SERVICE
+CONNECTION = schema_paths.CONNECTION
+K8S_CONNECTION = schema_paths.K8S_CONNECTION
+K8S_STATE = schema_paths.K8S_CONNECTION_STATE
+CNI = schema_paths.K8S_CNI
+FABRIC = schema_paths.FABRIC
+FABRIC_NODE = schema_paths.FABRIC_NODE
+SFLOW_STATS = schema_paths.SFLOW_STATS
+CONN_SETTINGS = schema_paths.CONNECTION_SETTINGS
 
 MAX_CONNECTIONS_SHOWN = 500
 MAX_CHANGES = 2000

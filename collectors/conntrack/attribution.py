@@ -27,13 +27,14 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from agent.datastore import schema_paths
 
 __all__ = ["Attributor", "VPORT_PATH", "SERVICE_PATH", "K8S_TOP"]
 
 log = logging.getLogger(__name__)
 
-VPORT_PATH = "/kubefabric-vport:vports/vport"
-SERVICE_PATH = "/kubefabric-k8s:k8s/service"
+VPORT_PATH = schema_paths.VPORT
+SERVICE_PATH = schema_paths.K8S_SERVICE
 K8S_TOP = "kubefabric-k8s:k8s"
 
 _INF = float("inf")

@@ -50,13 +50,14 @@ from typing import Iterable
 from collectors.sflow.producer import FlowRecord, ip_text
 from collectors.sflow.records import FlowSample
 from collectors.sflow.stats import rfc3339
+from agent.datastore import schema_paths
 
 __all__ = [
     "Connection", "ConnectionTracker", "sample_from_record", "samples_from_datagram",
     "FIN", "SYN", "RST", "ACK", "CONNECTIONS_PATH",
 ]
 
-CONNECTIONS_PATH = "/kubefabric-connection:connections/connection"
+CONNECTIONS_PATH = schema_paths.CONNECTION
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _PORTED = frozenset({6, 17, 132})  # protocols whose samples are useless without ports

@@ -20,6 +20,7 @@ from .kubeconfig import KubeClient, KubeconfigError, open_client
 from .services import ServiceIndex, member_record
 from .vports import PodView, pod_view, rfc3339
 from .watcher import Backoff, Resource, Watcher
+from agent.datastore import schema_paths
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import K8sManager
@@ -29,10 +30,10 @@ __all__ = ["ClusterConnection", "CONNECTION_STATE", "CNI_PATH", "SERVICE_PATH", 
 
 log = logging.getLogger(__name__)
 
-CONNECTION_STATE = "/kubefabric-k8s:k8s/connection/state"
-CNI_PATH = "/kubefabric-k8s:k8s/cni"
-SERVICE_PATH = "/kubefabric-k8s:k8s/service"
-VPORT_PATH = "/kubefabric-vport:vports/vport"
+CONNECTION_STATE = schema_paths.K8S_CONNECTION_STATE
+CNI_PATH = schema_paths.K8S_CNI
+SERVICE_PATH = schema_paths.K8S_SERVICE
+VPORT_PATH = schema_paths.VPORT
 
 PODS = Resource("pods")
 SERVICES = Resource("services")

@@ -40,6 +40,7 @@ from collectors.conntrack.tracker import samples_from_datagram
 from .decoder import decode_datagram
 from .stats import CollectorStats
 from .workers import WorkerPool, bind_udp
+from agent.datastore import schema_paths
 
 __all__ = ["SflowCollector", "parse_addr", "DEFAULT_PORT", "STATS_PATH", "EXPORTER_PATH", "CNI_PATH"]
 
@@ -49,9 +50,9 @@ DEFAULT_PORT = 6343
 DEFAULT_VXLAN_PORTS = (4789, 8472)
 DEFAULT_GENEVE_PORT = 6081
 SFLOW_TOP = "kubefabric-sflow:sflow-collector"
-STATS_PATH = "/kubefabric-sflow:sflow-collector/statistics"
-EXPORTER_PATH = "/kubefabric-sflow:sflow-collector/statistics/exporter"
-CNI_PATH = "/kubefabric-k8s:k8s/cni"
+STATS_PATH = schema_paths.SFLOW_STATS
+EXPORTER_PATH = schema_paths.SFLOW_EXPORTER
+CNI_PATH = schema_paths.K8S_CNI
 _READ_BURST = 512
 
 
