@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Optional compiled sFlow decoder (mypyc); a failed build leaves the pure-Python decoder in use.
 FASTPATH := collectors/sflow/_fast/.build-attempt
 FASTPATH_SOURCES := $(addprefix collectors/sflow/,packet.py packet_types.py records.py decoder.py producer.py) \
-	scripts/build_sflow_fastpath.py
+	core/ports/flows.py scripts/build_sflow_fastpath.py
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test yang-tree bench clean
@@ -38,9 +38,9 @@ test: venv
 ## yang-tree: write the YANG trees into docs/
 yang-tree: venv
 	@mkdir -p docs/yang
-	@for f in yang/kubefabric-*.yang; do \
+	@for f in core/yang/kubefabric-*.yang; do \
 	  m=$$(basename $$f .yang); m=$${m%@*}; \
-	  $(BIN)/pyang -f tree -p yang/ietf $$f > docs/yang/$$m.tree.txt && echo "docs/yang/$$m.tree.txt"; \
+	  $(BIN)/pyang -f tree -p core/yang/ietf $$f > docs/yang/$$m.tree.txt && echo "docs/yang/$$m.tree.txt"; \
 	done
 
 ## bench: run every benchmark (prints figures)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
+
+from core.times import format_rfc3339
 
 
 class JsonFormatter(logging.Formatter):
@@ -12,7 +13,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": format_rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -41,7 +42,7 @@ class AuditFormatter(logging.Formatter):
     """One JSON object per config change: ts, user, face, peer, node, revision, changes."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"}
+        out = {"ts": format_rfc3339(record.created)}
         out.update(getattr(record, "audit", None) or {"msg": record.getMessage()})
         return json.dumps(out, sort_keys=False)
 

@@ -2,10 +2,12 @@
 
 Nothing on a hot path is instrumented: the sFlow collector, the connection
 tracker and the Kubernetes watchers already publish their counters as YANG
-state (``sflow-collector/statistics``, ``connections``,
-``k8s/connection/state``), and the faces keep a ``stats`` dict.  A scrape
-reads those once, in the event loop that owns them, so a scrape costs the
-scraper and never the producers.
+state (``sflow-collector/statistics``, ``connections/statistics``,
+``k8s/connection/state``), and the faces report a typed
+``core.ports.stats.ComponentStats`` (``statistics()``).  A scrape reads those
+once, in the event loop that owns them, so a scrape costs the scraper and
+never the producers.  The metrics face reads producers only through the
+datastore and faces only through their statistics.
 
 Served by ``MetricsServer`` (aiohttp, same event loop as the datastore) on
 ``--metrics-addr`` at ``/metrics``; no authentication, like most exporters:
@@ -17,16 +19,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any, Iterable
+from typing import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from agent.settings import split_addr
-from agent.datastore import schema_paths
+from core import schema_paths
+from core.datastore import Datastore
+from core.ports.stats import ComponentStats, StatsSource
+from core.times import try_parse_rfc3339
 
-__all__ = ["FabricCollector", "MetricsServer", "METRICS", "face_stats"]
+__all__ = ["FabricCollector", "MetricsServer", "METRICS", "StatsSources"]
 
 log = logging.getLogger("kubefabric.metrics")
 
@@ -38,18 +43,14 @@ K8S_CONNECTION = schema_paths.K8S_CONNECTION
 VPORT = schema_paths.VPORT
 FABRIC = schema_paths.FABRIC
 FABRIC_NODE = schema_paths.FABRIC_NODE
+CONNECTION_STATISTICS = schema_paths.CONNECTION_STATISTICS
+CONNECTION_SETTINGS = schema_paths.CONNECTION_SETTINGS
 
 K8S_STATUSES = ("disabled", "connecting", "connected", "error", "remote")
 SYNC_STATES = ("in-sync", "stale")
-FACES = ("gNMI", "NETCONF", "CLI-SSH")
-#: components whose stats dict (if any) is exported as kubefabric_component_stat
-STAT_COMPONENTS = ("gNMI", "NETCONF", "CLI-SSH", "sFlow", "kubernetes", "web")
 
-# face stats keys, as the faces may spell them -> our metric
-_SESSION_KEYS = ("sessions", "active_sessions", "active-sessions", "clients", "connections")
-_SUBSCRIPTION_KEYS = ("subscriptions", "active_subscriptions", "active-subscriptions", "streams")
-_COALESCED_KEYS = ("coalesced", "coalesced_updates", "coalesced-updates", "updates_coalesced")
-_EVICTION_KEYS = ("evictions", "evicted", "table_full_evictions")
+#: the running components that report statistics: (name, source) pairs, asked at every scrape
+StatsSources = Callable[[], Iterable[tuple[str, StatsSource]]]
 
 #: every metric family this module exports: name -> (type, help)
 METRICS: dict[str, tuple[str, str]] = {
@@ -68,6 +69,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "kubefabric_connection_table_max": ("gauge", "connection-stats-settings max-connections."),
     "kubefabric_connection_stats_enabled": ("gauge", "1 when connection-stats-settings enable is true."),
     "kubefabric_connection_evictions_total": ("counter", "Connections evicted because the table was full."),
+    "kubefabric_connection_refused_total": ("counter", "New connections refused: table full, exporter held none."),
+    "kubefabric_connection_skipped_samples_total": ("counter", "Samples without ports (header cut short)."),
     "kubefabric_k8s_connection_status": ("gauge", "1 for the current status of each Kubernetes connection."),
     "kubefabric_k8s_events_total": ("counter", "Kubernetes watch events received per connection."),
     "kubefabric_k8s_pods": ("gauge", "Pods seen per Kubernetes connection."),
@@ -78,7 +81,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "kubefabric_face_sessions": ("gauge", "Open client sessions per face (gNMI, NETCONF, CLI-SSH)."),
     "kubefabric_face_subscriptions": ("gauge", "Active subscriptions per face."),
     "kubefabric_face_coalesced_updates_total": ("counter", "Updates merged in slow clients' queues per face."),
-    "kubefabric_component_stat": ("gauge", "Any other numeric entry of a component's stats dict."),
+    "kubefabric_component_stat": ("gauge", "Any other counter a component reports in its statistics."),
     "kubefabric_fabric_sync_state": ("gauge", "1 for the fabric store's current sync-state."),
     "kubefabric_fabric_nodes": ("gauge", "Fabric members by state."),
     "kubefabric_fabric_revision": ("gauge", "Fabric config revision applied on this node."),
@@ -96,7 +99,7 @@ def _family(name: str, labels: Iterable[str] = ()):
     return GaugeMetricFamily(name, doc, labels=list(labels))
 
 
-def _num(value: Any) -> float | None:
+def _num(value: object) -> float | None:
     """A leaf or stats value as a float (counter64 may arrive as text); None if not numeric."""
     if isinstance(value, bool):
         return float(value)
@@ -110,67 +113,18 @@ def _num(value: Any) -> float | None:
     return None
 
 
-def _epoch(text: Any) -> float | None:
+def _epoch(text: object) -> float | None:
     """A yang:date-and-time leaf as Unix time."""
-    if not isinstance(text, str) or not text:
-        return None
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def face_stats(component: Any) -> dict:
-    """A component's stats as a plain dict: `stats` may be a dict, a method or absent."""
-    stats = getattr(component, "stats", None)
-    if callable(stats):
-        try:
-            stats = stats()
-        except Exception:  # a face's bug must not break the scrape
-            log.exception("reading stats failed")
-            return {}
-    if stats is None:
-        return {}
-    if not isinstance(stats, dict):
-        try:
-            stats = dict(vars(stats))
-        except TypeError:
-            return {}
-    return stats
-
-
-def _sized(value: Any) -> float | None:
-    """len() of a container attribute (e.g. a face's table of open sessions), else None."""
-    try:
-        return float(len(value)) if value is not None and not isinstance(value, (str, bytes)) else None
-    except TypeError:
-        return None
-
-
-def _subscribed(sessions: Any) -> float | None:
-    """Sessions holding a notification subscription (NETCONF's create-subscription)."""
-    if not isinstance(sessions, dict):
-        return None
-    return float(sum(1 for s in sessions.values() if getattr(s, "subscription", None) is not None))
-
-
-def _pick(stats: dict, keys: tuple[str, ...]) -> float | None:
-    for key in keys:
-        if key in stats:
-            value = _num(stats[key])
-            if value is not None:
-                return value
-    return None
+    return try_parse_rfc3339(text) if isinstance(text, str) else None
 
 
 class FabricCollector:
-    """prometheus_client collector: one pass over the datastore per scrape."""
+    """prometheus_client collector: one pass over the datastore and the faces' statistics per scrape."""
 
-    def __init__(self, ds, agent: Any = None) -> None:
+    def __init__(self, ds: Datastore, sources: StatsSources | None = None, fabric_name: str = "") -> None:
         self.ds = ds
-        self.agent = agent
+        self.sources = sources or (lambda: ())
+        self.fabric_name = fabric_name
 
     def describe(self):  # no fixed description: families depend on what has landed
         return []
@@ -188,11 +142,11 @@ class FabricCollector:
     # -- families ------------------------------------------------------------
     def _info(self):
         ds = self.ds
-        fabric = (ds.read_node(FABRIC) or {}).get("name", "") if ds else ""
+        fabric = (ds.read_node(FABRIC) or {}).get("name", "")
         if not fabric:  # the fabric name leaf is unset: show the etcd prefix the agent joined
-            fabric = getattr(getattr(self.agent, "settings", None), "fabric", None) or ""
+            fabric = self.fabric_name
         f = _family("kubefabric_info", ["node", "fabric"])
-        f.add_metric([str(getattr(ds, "node_name", "")), str(fabric or "")], 1)
+        f.add_metric([ds.node_name, str(fabric or "")], 1)
         yield f
 
     def _sflow(self, ds):
@@ -229,8 +183,8 @@ class FabricCollector:
         size = _family("kubefabric_connection_table_size")
         size.add_metric([], sum(states.values()))
         yield size
-        settings = ds.read_node("/kubefabric-connection:connection-stats-settings") or {}
-        full = (getattr(ds.config, "full", None) or {}).get("kubefabric-connection:connection-stats-settings") or {}
+        settings = ds.read_node(CONNECTION_SETTINGS) or {}
+        full = ds.config.full.get("kubefabric-connection:connection-stats-settings") or {}
         enabled = settings.get("enable", full.get("enable", False))
         maximum = settings.get("max-connections", full.get("max-connections"))
         f = _family("kubefabric_connection_stats_enabled")
@@ -240,26 +194,15 @@ class FabricCollector:
             f = _family("kubefabric_connection_table_max")
             f.add_metric([], _num(maximum))
             yield f
-        evictions = None
-        for name in ("sFlow", "conntrack", "connections"):
-            component = self._component(name)
-            if component is None:
-                continue
-            table = getattr(component, "table", None)
-            for source in (component, getattr(component, "tracker", None), getattr(table, "tracker", None)):
-                if source is None:
-                    continue
-                evictions = _pick(face_stats(source), _EVICTION_KEYS)
-                if evictions is None:
-                    evictions = _num(getattr(source, "evictions", None))
-                if evictions is not None:
-                    break
-            if evictions is not None:
-                break
-        if evictions is not None:
-            f = _family("kubefabric_connection_evictions_total")
-            f.add_metric([], evictions)
-            yield f
+        counters = ds.read_node(CONNECTION_STATISTICS) or {}
+        for name, leaf in (("kubefabric_connection_evictions_total", "evicted"),
+                           ("kubefabric_connection_refused_total", "refused"),
+                           ("kubefabric_connection_skipped_samples_total", "skipped")):
+            value = _num(counters.get(leaf))
+            if value is not None:
+                f = _family(name)
+                f.add_metric([], value)
+                yield f
 
     def _k8s(self, ds):
         status = _family("kubefabric_k8s_connection_status", ["cluster_name", "status"])
@@ -296,27 +239,18 @@ class FabricCollector:
         subscriptions = _family("kubefabric_face_subscriptions", ["face"])
         coalesced = _family("kubefabric_face_coalesced_updates_total", ["face"])
         other = _family("kubefabric_component_stat", ["component", "stat"])
-        used = set(_SESSION_KEYS + _SUBSCRIPTION_KEYS + _COALESCED_KEYS)
-        for name in STAT_COMPONENTS:
-            component = self._component(name)
-            if component is None:
+        for name, source in self.sources():
+            try:
+                stats: ComponentStats = source.statistics()
+            except Exception:  # a face's bug must not break the scrape
+                log.exception("reading the statistics of %s failed", name)
                 continue
-            stats = face_stats(component)
-            if name in FACES:
-                for family, keys in ((sessions, _SESSION_KEYS), (subscriptions, _SUBSCRIPTION_KEYS),
-                                     (coalesced, _COALESCED_KEYS)):
-                    value = _pick(stats, keys)
-                    if value is None and family is sessions:
-                        value = _sized(getattr(component, "sessions", None))
-                    if value is None and family is subscriptions:
-                        value = _subscribed(getattr(component, "sessions", None))
-                    if value is not None:
-                        family.add_metric([name], value)
-            for stat, value in sorted(stats.items()):
-                number = None if isinstance(value, bool) else _num(value)
-                if number is None or (name in FACES and stat in used):
-                    continue
-                other.add_metric([name, str(stat)], number)
+            for family, value in ((sessions, stats.sessions), (subscriptions, stats.subscriptions),
+                                  (coalesced, stats.coalesced)):
+                if value is not None:
+                    family.add_metric([name], float(value))
+            for stat, number in sorted(stats.other.items()):
+                other.add_metric([name, stat], float(number))
         yield from (sessions, subscriptions, coalesced, other)
 
     def _fabric(self, ds):
@@ -334,26 +268,17 @@ class FabricCollector:
             f.add_metric([state], members.get(state, 0))
         yield f
         f = _family("kubefabric_fabric_revision")
-        f.add_metric([], float(getattr(ds, "revision", 0) or 0))
+        f.add_metric([], float(max(ds.revision, 0)))
         yield f
         f = _family("kubefabric_config_commits_total")
-        f.add_metric([], float(getattr(ds, "commits", 0) or 0))
+        f.add_metric([], float(ds.commits))
         yield f
         f = _family("kubefabric_changefeed_listeners")
         f.add_metric([], float(ds.feed.listener_count))
         yield f
         f = _family("kubefabric_history_available")
-        f.add_metric([], 0.0 if getattr(ds, "history", None) is None else 1.0)
+        f.add_metric([], 1.0 if ds.history.available else 0.0)
         yield f
-
-    def _component(self, name: str) -> Any:
-        agent = self.agent
-        if agent is None:
-            return None
-        try:
-            return agent.component(name)
-        except Exception:
-            return None
 
 
 def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
@@ -365,11 +290,11 @@ def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]
 class MetricsServer:
     """`/metrics` over HTTP on --metrics-addr, in the agent's event loop."""
 
-    def __init__(self, ds, addr: str, agent: Any = None) -> None:
+    def __init__(self, ds: Datastore, addr: str, sources: StatsSources | None = None, fabric_name: str = "") -> None:
         self.ds = ds
         self.host, self.port = split_addr(addr, 9464)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(FabricCollector(ds, agent))
+        self.registry.register(FabricCollector(ds, sources, fabric_name))
         self.scrapes = 0
         self._runner = None
         self.address: str | None = None
@@ -394,9 +319,9 @@ class MetricsServer:
             await self._runner.cleanup()
             self._runner = None
 
-    @property
-    def stats(self) -> dict:
-        return {"scrapes": self.scrapes}
+    def statistics(self) -> ComponentStats:
+        """Scrapes served."""
+        return ComponentStats(other={"scrapes": float(self.scrapes)})
 
     async def _metrics(self, request):
         from aiohttp import web

@@ -1,23 +1,42 @@
-"""Assembles one agent: datastore, fabric store, producers and faces.
+"""Assembles one agent: the core, the fabric store, the faces and the producers, wired in one place.
 
-The order matters: the datastore (and the fabric store under it) comes
-first so faces never serve an empty config that is about to be restored;
-faces come next; producers last, so their first writes reach subscribers.
-Stopping runs in reverse.
+The order matters: the datastore (and the fabric store under it) and the
+time machine come first, so faces never serve an empty config that is
+about to be restored; faces come next; producers last, so their first
+writes reach subscribers.  Stopping runs in reverse.
+
+This is the only module that knows every part.  Producers get the core's
+ports (``ds.state`` as ``StateWriter``, ``ds`` as ``ConfigFollower`` and
+``ConfigWriter``, ``ds.feed`` as ``ChangeSource``, the history store as
+``HistoryWriter``/``History``, the fabric store as ``FabricMembership``);
+flow sources are wired to flow sinks here (sFlow -> connection table), as
+goflow2 wires decoder -> producer -> transport in one place.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
-from typing import Any
+from typing import Any, Callable, Iterable, Protocol
 
 from agent.auth import Authenticator
-from agent.datastore import Datastore
 from agent.settings import Settings, SettingsError
+from core.datastore import Datastore
+from core.history import HistoryStore, HistoryUpkeep
+from core.ports.fabric import FabricStore
+from core.ports.stats import StatsSource
 from fabric_sync.embedded import EmbeddedFabricStore
 
 log = logging.getLogger("kubefabric")
+
+HISTORY_FILE = "k8s-history.sqlite3"  # the time machine's database under --data-dir (name kept from 0.1)
+
+
+class Component(Protocol):
+    """Anything the agent starts and stops."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Agent:
@@ -27,24 +46,24 @@ class Agent:
         self.settings = settings
         self.auth = Authenticator(settings.users)
         self.ds: Datastore | None = None
+        self.history: HistoryStore | None = None
         self.components: list[tuple[str, Any]] = []
 
-    def _fabric_store(self):
+    def _fabric_store(self) -> FabricStore:
         s = self.settings
         if not s.etcd:
             return EmbeddedFabricStore(s.data_dir, s.node_name)
         try:
             from fabric_sync.etcd import EtcdFabricStore
+            from fabric_sync.etcd_client import EndpointError, grpc_target
         except ModuleNotFoundError:
             raise SettingsError("--etcd is not available in this build") from None
-        return EtcdFabricStore(
-            endpoints=s.etcd,
-            fabric=s.fabric or "default",
-            node_name=s.node_name,
-            address=s.gnmi_addr,
-            role=s.role,
-            owner_grace=s.owner_grace,
-        )
+        try:
+            grpc_target(s.etcd)  # refuse unusable endpoints before anything starts
+        except EndpointError as exc:
+            raise SettingsError(str(exc)) from None
+        return EtcdFabricStore(endpoints=s.etcd, fabric=s.fabric or "default", node_name=s.node_name,
+                               address=s.gnmi_addr, role=s.role, data_dir=s.data_dir)
 
     async def start(self) -> None:
         """Start everything; raises on the first component that cannot start."""
@@ -54,7 +73,13 @@ class Agent:
         self.ds = Datastore(s.node_name, s.data_dir, self._fabric_store())
         await self.ds.start()
         log.info("node %s: config restored (fabric revision %s) from %s", s.node_name, self.ds.revision, s.data_dir)
-        for name, factory in self._plan():
+        self.history = HistoryStore(s.data_dir / HISTORY_FILE, s.history_retention_days,
+                                    int(s.history_max_mb * 2**20) if s.history_max_mb else None)
+        self.ds.history.attach(self.history)
+        upkeep = HistoryUpkeep(self.history)
+        await upkeep.start()
+        self.components.append(("history", upkeep))
+        for name, factory in self._plan(self.ds, self.history):
             component = factory()
             try:
                 await component.start()
@@ -64,11 +89,11 @@ class Agent:
             self.components.append((name, component))
             log.info("%s %s", name, _listening(component))
 
-    def _plan(self):
+    def _plan(self, ds: Datastore, history: HistoryStore) -> list[tuple[str, Callable[[], Component]]]:
         """(name, factory) of every component these settings ask for, in start order."""
-        s, ds = self.settings, self.ds
+        s = self.settings
 
-        def gnmi():
+        def gnmi() -> Component:
             from agent.gnmi.server import GnmiServer
 
             return GnmiServer(
@@ -76,32 +101,43 @@ class Agent:
                 tls_cert=s.tls_cert, tls_key=s.tls_key, tls_client_ca=s.tls_client_ca,
             )
 
-        plan = [("gNMI", gnmi)]
+        def kubernetes() -> Component:
+            manager = _load("collectors.k8s.manager", "K8sManager")
+            return manager(ds.state, ds, history, s.node_name, s.data_dir, membership=ds.fabric, writer=ds,
+                           owner_grace=s.owner_grace)
+
+        plan: list[tuple[str, Callable[[], Component]]] = [("gNMI", gnmi)]
         if s.netconf_addr:
             plan.append(("NETCONF", lambda: _load("agent.netconf.server", "NetconfServer")(ds, self.auth, addr=s.netconf_addr)))
         if s.cli_ssh_addr:
             plan.append(("CLI-SSH", lambda: _load("agent.cli.ssh", "CliSshServer")(ds, self.auth, addr=s.cli_ssh_addr, settings=s)))
         if s.metrics_addr:
-            plan.append(("metrics", lambda: _load("agent.metrics", "MetricsServer")(ds, addr=s.metrics_addr, agent=self)))
+            plan.append(("metrics", lambda: _load("agent.metrics", "MetricsServer")(
+                ds, addr=s.metrics_addr, sources=self.stats_sources, fabric_name=s.fabric or "")))
         if s.web_addr:
             plan.append(("web", lambda: _load("agent.web.server", "WebServer")(ds, self.auth, addr=s.web_addr)))
-        if importlib.util.find_spec("collectors.k8s.manager") is not None:
-            plan.append(("kubernetes", lambda: _load("collectors.k8s.manager", "K8sManager")(
-                ds, s.data_dir, retention_days=s.history_retention_days,
-                history_max_bytes=int(s.history_max_mb * 2**20) if s.history_max_mb else None)))
+        plan.append(("kubernetes", kubernetes))
         if s.sflow_addr:
+            table = _load("collectors.conntrack.table", "ConnectionTable")(ds.state, ds, ds.feed, history)
+            plan.append(("connections", lambda: table))
             plan.append(("sFlow", lambda: _load("collectors.sflow.collector", "SflowCollector")(
-                ds, addr=s.sflow_addr, workers=s.sflow_workers)))
+                ds.state, ds, ds.feed, table, addr=s.sflow_addr, workers=s.sflow_workers)))
         return plan
 
     def component(self, name: str) -> Any:
         """A started component by name (e.g. "gNMI"), or None."""
         return dict(self.components).get(name)
 
+    def stats_sources(self) -> Iterable[tuple[str, StatsSource]]:
+        """The started components that report statistics (for the metrics face)."""
+        return [(name, c) for name, c in self.components if callable(getattr(c, "statistics", None))]
+
     async def stop(self) -> None:
         """Stop components in reverse order, then the datastore."""
         while self.components:
             name, component = self.components.pop()
+            if name == "history" and self.ds is not None:
+                self.ds.history.detach()  # faces answer "no history" rather than touch a closed store
             try:
                 await component.stop()
             except Exception:
@@ -122,7 +158,7 @@ def _listening(component: Any) -> str:
     return f"listening on {address}{suffix}" if address else "started"
 
 
-def _load(module: str, name: str):
+def _load(module: str, name: str) -> Any:
     """A component class, or a SettingsError when this build lacks it."""
     try:
         return getattr(importlib.import_module(module), name)

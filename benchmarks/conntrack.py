@@ -25,24 +25,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from collectors.conntrack.tracker import ACK, FIN, PSH, SYN, ConnectionTracker, samples_from_datagram  # noqa: E402
+from collectors.conntrack.tracker import ACK, FIN, PSH, SYN, ConnectionTracker  # noqa: E402
 from collectors.sflow.decoder import decode_datagram  # noqa: E402
 from collectors.sflow.pcap import iter_sflow_payloads  # noqa: E402
+from collectors.sflow.producer import observations_from_datagram  # noqa: E402
+from core.ports.flows import FlowObservation, make_observation  # noqa: E402
 
 CAPTURE = REPO.parent / "shared" / "testdata" / "sflow" / "pmacct_sfprobe_vxlan8472_4789.pcap"
 
 
-def capture_samples(copies: int) -> list[tuple]:
+def capture_samples(copies: int) -> list[FlowObservation]:
     base = []
     for payload in iter_sflow_payloads(CAPTURE):
-        base += samples_from_datagram(decode_datagram(payload), 0.0)
+        base += observations_from_datagram(decode_datagram(payload), 0.0)
     out = []
     for i in range(copies):
-        out += [(s[0] + i * 0.01, *s[1:]) for s in base]
+        out += [make_observation(s[0] + i * 0.01, *s[1:]) for s in base]
     return out
 
 
-def synthetic_samples(n: int) -> list[tuple]:
+def synthetic_samples(n: int) -> list[FlowObservation]:
     """n connections, 11 packets each, interleaved in rounds (all SYNs, then all SYN-ACKs, ...)."""
     steps = [(True, SYN), (False, SYN | ACK), (True, ACK)] + [(True, PSH | ACK), (False, ACK)] * 3 + \
         [(True, FIN | ACK), (False, FIN | ACK)]
@@ -55,13 +57,15 @@ def synthetic_samples(n: int) -> list[tuple]:
             cport, sport = 32768 + i % 28000, 8080
             t += 0.00001
             if fwd:
-                out.append((t, "10.99.0.1", 1, 200, 0, 1, "vxlan", client, server, 6, cport, sport, flags))
+                out.append(make_observation(t, "10.99.0.1", 1, 200, 0, 1, "vxlan", client, server, 6, cport, sport,
+                                            flags))
             else:
-                out.append((t, "10.99.0.1", 1, 200, 0, 1, "vxlan", server, client, 6, sport, cport, flags))
+                out.append(make_observation(t, "10.99.0.1", 1, 200, 0, 1, "vxlan", server, client, 6, sport, cport,
+                                            flags))
     return out
 
 
-def ceiling(samples: list[tuple]) -> float:
+def ceiling(samples: list[FlowObservation]) -> float:
     d: dict = {}
     start = time.process_time()
     for s in samples:
@@ -70,17 +74,17 @@ def ceiling(samples: list[tuple]) -> float:
     return time.process_time() - start
 
 
-def tracker_run(samples: list[tuple], max_connections: int) -> tuple[float, ConnectionTracker]:
+def tracker_run(samples: list[FlowObservation], max_connections: int) -> tuple[float, ConnectionTracker]:
     tr = ConnectionTracker(max_connections=max_connections, idle_timeout=1e9)
     observe = tr.observe
     start = time.process_time()
     for s in samples:
-        observe(*s)
+        observe(s)
     return time.process_time() - start, tr
 
 
-async def publish_run(samples: list[tuple], max_connections: int) -> tuple[float, int]:
-    from agent.datastore import Datastore
+async def publish_run(samples: list[FlowObservation], max_connections: int) -> tuple[float, int]:
+    from core.datastore import Datastore
     from collectors.conntrack.table import ConnectionTable
     from fabric_sync.embedded import EmbeddedFabricStore
 
@@ -90,13 +94,11 @@ async def publish_run(samples: list[tuple], max_connections: int) -> tuple[float
     await ds.propose(lambda t: {**t, "kubefabric-connection:connection-stats-settings": {
         "enable": True, "max-connections": min(max_connections, 10_000_000), "idle-timeout": 86400}},
         user="bench", face="bench")
-    table = ConnectionTable(ds, max_rows_per_flush=10_000_000)
+    table = ConnectionTable(ds.state, ds, ds.feed, max_rows_per_flush=10_000_000)
     table.configure(ds.config.full)
     events = []
     ds.feed.subscribe(events.append)  # one listener, as a face would hold
-    observe = table.tracker.observe
-    for s in samples:
-        observe(*s)
+    table.observe(samples)
     now = samples[-1][0]
     start = time.process_time()
     written = table.flush(now)

@@ -2,7 +2,7 @@
 
 Every input goes through what the collector does with a datagram from the
 network: ``decode_datagram`` (must never raise), then every field of every
-flow (``iter_flows(...).as_dict()``), then ``samples_from_datagram`` into a
+flow (``iter_flows(...).as_dict()``), then ``observations_from_datagram`` into a
 ``ConnectionTracker``.  An exception escaping any of them is a finding; a
 datagram the decoder could only reject through its last-resort guard
 (``malformed`` starting with "undecodable") is counted separately, because it
@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "testdata" / "sflow"
 sys.path.insert(0, str(REPO))
 
-from collectors.conntrack.tracker import ConnectionTracker, samples_from_datagram  # noqa: E402
+from collectors.conntrack.tracker import ConnectionTracker  # noqa: E402
+from collectors.sflow.producer import observations_from_datagram  # noqa: E402
 from collectors.sflow.decoder import decode_datagram  # noqa: E402
 from collectors.sflow.pcap import iter_sflow_payloads  # noqa: E402
 from collectors.sflow.producer import iter_flows  # noqa: E402
@@ -160,7 +161,7 @@ def check(data: bytes, tracker: ConnectionTracker, findings: Findings, t: float)
     except Exception as exc:  # noqa: BLE001
         findings.record("iter_flows", data, exc)
     try:
-        samples = samples_from_datagram(dg, t)
+        samples = observations_from_datagram(dg, t)
         findings.samples += len(samples)
         tracker.observe_all(samples)
     except Exception as exc:  # noqa: BLE001

@@ -59,7 +59,7 @@ def row(i: int) -> dict:
 
 def serve(entries: int, gc_freeze: bool = False) -> None:
     from agent.auth import User
-    from agent.datastore import Datastore
+    from core.datastore import Datastore
     from agent.gnmi import encode
     from agent.gnmi.server import GnmiServer
     from fabric_sync.embedded import EmbeddedFabricStore

@@ -35,8 +35,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from agent.datastore import Datastore
-from collectors.k8s.history import HistoryStore
+from core.datastore import Datastore
+from core.history.store import HistoryStore
 from collectors.k8s.manager import K8sManager
 from fabric_sync.embedded import EmbeddedFabricStore
 
@@ -57,7 +57,9 @@ def line(name: str, value: str, target: str, peer: str) -> None:
 async def start_stack(tmp: Path, srv, name: str = "bench"):
     ds = Datastore("leaf1", tmp / f"ds-{name}", EmbeddedFabricStore(tmp / f"ds-{name}", "leaf1"))
     await ds.start()
-    manager = K8sManager(ds, tmp / f"k8s-{name}")
+    history = HistoryStore(tmp / f"k8s-{name}" / "history.sqlite3")
+    ds.history.attach(history)
+    manager = K8sManager(ds.state, ds, history, ds.node_name, tmp / f"k8s-{name}")
     await manager.start()
     return ds, manager
 
@@ -123,30 +125,6 @@ class ServerProcess:
     async def __aexit__(self, *exc) -> None:
         self.proc.terminate()
         await self.proc.wait()
-
-
-async def raw_client_list(kubeconfig: Path, deserialize: bool) -> float:
-    from kubernetes_asyncio import client, config
-
-    api = await config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        core = client.CoreV1Api(api)
-        start = time.perf_counter()
-        token, count = None, 0
-        while True:
-            if deserialize:
-                page = await core.list_pod_for_all_namespaces(limit=500, _continue=token)
-                count += len(page.items)
-                token = page.metadata._continue
-            else:
-                resp = await core.list_pod_for_all_namespaces(limit=500, _continue=token, _preload_content=False)
-                doc = json.loads(await resp.read())
-                count += len(doc["items"])
-                token = doc["metadata"].get("continue")
-            if not token:
-                return time.perf_counter() - start
-    finally:
-        await api.close()
 
 
 async def bench_sync(tmp: Path, pods: int) -> dict:
@@ -216,11 +194,12 @@ async def bench_memory(tmp: Path, pods: int) -> dict:
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.take_snapshot()
-        manager = K8sManager(ds, tmp / "k8s-mem")
+        history = HistoryStore(tmp / "k8s-mem" / "history.sqlite3")
+        manager = K8sManager(ds.state, ds, history, ds.node_name, tmp / "k8s-mem")
         await manager.start()
         try:
             await connect(ds, kc, "mem", pods, timeout=300)
-            manager.history.flush()
+            history.flush()
             await asyncio.sleep(0.5)
             gc.collect()
             snap = tracemalloc.take_snapshot()
@@ -230,6 +209,7 @@ async def bench_memory(tmp: Path, pods: int) -> dict:
         finally:
             tracemalloc.stop()
             await manager.stop()
+            history.close()
             await ds.stop()
         from kubernetes_asyncio import client, config
         api = await config.new_client_from_config(config_file=str(kc))
@@ -309,9 +289,9 @@ def bench_history(tmp: Path, records: int, queries: int = 300) -> dict:
     out["pod_at"] = timed(lambda: h.pod_at(rng.choice(ips), rand_t()))
     ns_svc = services
     out["service_backends"] = timed(lambda: h.service_backends("bench", *rng.choice(ns_svc), rand_t()))
-    out["vports_at"] = timed(lambda: sizes.append(len(h.vports_at(rand_t()))), n=60)
+    out["vports_at"] = timed(lambda: sizes.append(len(h.rows_at(VPORT, rand_t()))), n=60)
     out["vports_rows"] = statistics.mean(sizes)
-    texts = [json.dumps(row, separators=(",", ":")) for row in h.vports_at(rand_t()).values()]
+    texts = [json.dumps(row.values, separators=(",", ":")) for row in h.rows_at(VPORT, rand_t())]
     per_row = timed(lambda: json.loads("[" + ",".join(texts) + "]"), n=20)[0] / max(1, len(texts))
     out["decode_floor"] = per_row * out["vports_rows"]     # the ceiling: just turning that many rows into dicts
 

@@ -130,7 +130,8 @@ async def _run(kind: str, args) -> dict:
         lost = lambda: None  # noqa: E731
         pids: list[int] = []
     else:
-        from agent.datastore import Datastore
+        from core.datastore import Datastore
+        from collectors.conntrack.table import ConnectionTable
         from collectors.sflow.collector import SflowCollector
         from fabric_sync.embedded import EmbeddedFabricStore
 
@@ -140,7 +141,9 @@ async def _run(kind: str, args) -> dict:
         if args.track:
             await ds.propose(lambda t: {**t, "kubefabric-connection:connection-stats-settings": {"enable": True}},
                              user="bench", face="bench")
-        collector = SflowCollector(ds, "127.0.0.1:0", workers=args.workers)
+        table = ConnectionTable(ds.state, ds, ds.feed)
+        await table.start()
+        collector = SflowCollector(ds.state, ds, ds.feed, table, "127.0.0.1:0", workers=args.workers)
         await collector.start()
         port = collector.port
         received = lambda: collector.stats.datagrams  # noqa: E731
@@ -169,8 +172,9 @@ async def _run(kind: str, args) -> dict:
     if kind == "bare":
         transport.close()
     else:
-        result["tracker"] = collector.tracker.stats() if args.track else None
+        result["tracker"] = table.tracker.stats().as_leaves() if args.track else None
         await collector.stop()
+        await table.stop()
         await ds.stop()
     return result
 
@@ -182,12 +186,13 @@ async def _drain(kind: str, n: int, track: bool) -> float:
     from collectors.sflow.workers import bind_udp
 
     templates = [bytearray(p) for p in iter_sflow_payloads(CAPTURE)]
-    collector = ds = None
+    collector = ds = table = None
     if kind == "bare":
         sock = bind_udp("127.0.0.1", 0)
         port = sock.getsockname()[1]
     else:
-        from agent.datastore import Datastore
+        from core.datastore import Datastore
+        from collectors.conntrack.table import ConnectionTable
         from collectors.sflow.collector import SflowCollector
         from fabric_sync.embedded import EmbeddedFabricStore
 
@@ -197,7 +202,9 @@ async def _drain(kind: str, n: int, track: bool) -> float:
         if track:
             await ds.propose(lambda t: {**t, "kubefabric-connection:connection-stats-settings": {"enable": True}},
                              user="bench", face="bench")
-        collector = SflowCollector(ds, "127.0.0.1:0")
+        table = ConnectionTable(ds.state, ds, ds.feed)
+        await table.start()
+        collector = SflowCollector(ds.state, ds, ds.feed, table, "127.0.0.1:0")
         await collector.start()
         sock = collector._sock
         asyncio.get_running_loop().remove_reader(sock.fileno())  # we drive the reads below
@@ -228,6 +235,7 @@ async def _drain(kind: str, n: int, track: bool) -> float:
     cpu = time.process_time() - start
     if collector is not None:
         await collector.stop()
+        await table.stop()
         await ds.stop()
     else:
         sock.close()

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from agent.datastore.persist import read_json, write_json_atomic
+from core.persist import read_json, write_json_atomic
 
 log = logging.getLogger("kubefabric.fabric.cache")
 

@@ -1,35 +1,45 @@
 """Single-node fabric store: a JSON file under --data-dir, no extra process.
 
 It keeps the same revision contract as the etcd backend, so code above
-it cannot tell the difference except that only this node writes.
+it cannot tell the difference except that only this node writes.  As a
+``FabricMembership`` it is a fabric of one: always in sync, its locks are
+local asyncio locks, and nobody else is ever online or offline.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import AsyncIterator, Mapping
 
-from agent.datastore.errors import ConflictError, ConfigError
-from agent.datastore.persist import read_json, write_json_atomic
+from core.errors import ConflictError, ConfigError
+from core.persist import read_json, write_json_atomic
+from core.ports.fabric import FabricEvents, MemberInfo
 
-from .store import FabricStore, MemberInfo, OnFabricChange
 
+class EmbeddedFabricStore:
+    """File-backed ``FabricStore`` for a standalone agent."""
 
-class EmbeddedFabricStore(FabricStore):
-    """File-backed fabric store for a standalone agent."""
+    replicated = False
+    sync_state = "in-sync"
 
     def __init__(self, data_dir: Path, node_name: str) -> None:
-        self._file = data_dir / "fabric-config.json"
-        self._node = node_name
+        self._file = Path(data_dir) / "fabric-config.json"
+        self.node_name = node_name
+        self.revision = 0
         self._tree: dict = {}
         self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
 
-    async def start(self, on_change: OnFabricChange) -> None:
+    async def start(self, events: FabricEvents) -> None:
         stored = read_json(self._file, {"revision": 0, "config": {}})
+        if not isinstance(stored, dict):
+            stored = {"revision": 0, "config": {}}
         self.revision = int(stored.get("revision", 0))
         self._tree = stored.get("config", {})
-        on_change(self._tree, self.revision)
+        events.fabric_config(self._tree, self.revision)
 
-    async def commit(self, base_revision: int, tree: dict, meta: dict) -> int:
+    async def commit(self, base_revision: int, tree: dict, meta: Mapping[str, str]) -> int:
         async with self._lock:
             if base_revision != self.revision:
                 raise ConflictError(f"revision {base_revision} is stale (now {self.revision})")
@@ -45,4 +55,21 @@ class EmbeddedFabricStore(FabricStore):
         return None
 
     def members(self) -> list[MemberInfo]:
-        return [MemberInfo(self._node, "online", role="standalone")]
+        return [MemberInfo(self.node_name, "online", role="standalone")]
+
+    # -- FabricMembership: a fabric of one --------------------------------------
+    def online_names(self) -> list[str]:
+        return [self.node_name]
+
+    def offline_for(self, name: str) -> float | None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[bool]:
+        """A local lock: within one process, one holder at a time; never waits."""
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True

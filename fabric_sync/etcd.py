@@ -19,36 +19,43 @@ serve it (quorum lost, all members unreachable) the node flags
 refuses writes with UnavailableError; it turns "in-sync" again on its own
 when etcd recovers.  The last applied tree is cached in the data dir so
 an agent started while etcd is down serves the last known config.
+
+The store implements ``core.ports.fabric``: it reports config, members and
+sync state to its ``FabricEvents`` (the datastore) and writes nothing into
+the datastore itself; as a ``FabricMembership`` it offers fabric-wide locks
+(``lock(name)``: a key created under this node's membership lease, so a
+holder that dies releases it), which the Kubernetes collector uses to move
+connections away from offline owners.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import AsyncIterator, Mapping
 
 import aetcd
 
-from agent.datastore.errors import ConfigError, ConflictError, UnavailableError
+from core.errors import ConfigError, ConflictError, UnavailableError
+from core.ports.fabric import FabricEvents, MemberInfo
+from core.times import now_rfc3339
 
 from .cache import LocalCache
 from .etcd_client import make_client
 from .keys import FabricKeys
 from .leasekeeper import LeaseKeeper
-from .membership import Membership, rfc3339_now
-from .ownership import OwnerTakeover
-from .store import FabricStore, MemberInfo, OnFabricChange
-from agent.datastore import schema_paths
+from .membership import Membership
 
 log = logging.getLogger("kubefabric.fabric.etcd")
 
-NODE_PATH = schema_paths.FABRIC_NODE
 
+class EtcdFabricStore:
+    """``FabricStore`` and ``FabricMembership`` on an etcd cluster shared by every agent of a fabric."""
 
-class EtcdFabricStore(FabricStore):
-    """FabricStore on an etcd cluster shared by every agent of a fabric."""
+    replicated = True
 
     def __init__(
         self,
@@ -57,7 +64,6 @@ class EtcdFabricStore(FabricStore):
         node_name: str,
         address: str = "",
         role: str = "",
-        owner_grace: float = 10.0,
         *,
         data_dir: Path | None = None,
         lease_ttl: int = 3,
@@ -71,7 +77,6 @@ class EtcdFabricStore(FabricStore):
         self.endpoints = list(endpoints)
         self.keys = FabricKeys(fabric)
         self.node_name = node_name
-        self.owner_grace = float(owner_grace)
         self.op_timeout = op_timeout
         self.commit_timeout = commit_timeout
         self.connect_timeout = connect_timeout
@@ -80,13 +85,12 @@ class EtcdFabricStore(FabricStore):
         self.membership = Membership(self.keys, node_name, address, role, ttl=lease_ttl,
                                      heartbeat=heartbeat, on_change=self._members_changed)
         self.client: aetcd.Client | None = None
-        self.ds: Any = None
+        self._events: FabricEvents | None = None
         self.revision = -1  # newest config revision known here
         self._given = -1  # newest revision the datastore has (handed over or committed by it)
         self._inflight = 0  # commits of this node waiting for etcd's answer
         self.sync_state = "stale"
         self._cache: LocalCache | None = LocalCache(self._cache_path(data_dir)) if data_dir else None
-        self._on_change: OnFabricChange | None = None
         self._tree: dict = {}
         self._exists = False  # whether the config key exists at self.revision
         self._reachable = False  # last health probe answered
@@ -95,20 +99,14 @@ class EtcdFabricStore(FabricStore):
         self._abandoned: set[str] = set()  # commit ids we reported as failed
         self._tasks: list[asyncio.Task] = []
         self._watch_ready: asyncio.Event | None = None
-        self.takeover: OwnerTakeover | None = None
 
     def _cache_path(self, data_dir: Path) -> Path:
         return Path(data_dir) / f"fabric-{self.keys.fabric}.json"
 
     # -- life cycle ----------------------------------------------------------
-    def attach(self, ds: Any) -> None:
-        """Called by the datastore before start(): we publish sync-state and /fabric/node into it."""
-        self.ds = ds
-        if self._cache is None:
-            self._cache = LocalCache(self._cache_path(ds.data_dir))
-
-    async def start(self, on_change: OnFabricChange) -> None:
-        self._on_change = on_change
+    async def start(self, events: FabricEvents) -> None:
+        """Join the fabric: register, read everything, follow the prefix; report to ``events``."""
+        self._events = events
         self._publish_sync()
         self.client = make_client(self.endpoints, self.op_timeout)
         self._watch_ready = asyncio.Event()
@@ -131,9 +129,6 @@ class EtcdFabricStore(FabricStore):
                 await asyncio.wait_for(self._watch_ready.wait(), self.connect_timeout)
             except asyncio.TimeoutError:
                 pass
-        if self.ds is not None:
-            self.takeover = OwnerTakeover(self, self.ds, self.owner_grace)
-            self._tasks.append(asyncio.create_task(self.takeover.run(), name="fabric-owner"))
 
     async def _initial_sync(self) -> None:
         await self._register()
@@ -262,12 +257,13 @@ class EtcdFabricStore(FabricStore):
             self._hand_over()
 
     def _hand_over(self) -> None:
-        if self.revision > self._given and self._on_change is not None:
+        if self.revision > self._given and self._events is not None:
             self._given = self.revision
-            self._on_change(self._tree, self.revision)
+            self._events.fabric_config(self._tree, self.revision)
 
     # -- writing -------------------------------------------------------------
-    async def commit(self, base_revision: int, tree: dict, meta: dict) -> int:
+    async def commit(self, base_revision: int, tree: dict, meta: Mapping[str, str]) -> int:
+        """One guarded transaction: put ``tree`` if config is still at ``base_revision``."""
         client = self.client
         if client is None:
             raise UnavailableError("the fabric store is not running")
@@ -280,11 +276,11 @@ class EtcdFabricStore(FabricStore):
                 # after the datastore has applied what commit() returns
                 asyncio.get_running_loop().call_soon(self._hand_over)
 
-    async def _commit(self, client: aetcd.Client, base_revision: int, tree: dict, meta: dict) -> int:
+    async def _commit(self, client: aetcd.Client, base_revision: int, tree: dict, meta: Mapping[str, str]) -> int:
         if not self._reachable:
             await self._gate()
         commit_id = uuid.uuid4().hex
-        value = json.dumps({"config": tree, "meta": {**meta, "commit": commit_id, "time": rfc3339_now()}},
+        value = json.dumps({"config": tree, "meta": {**meta, "commit": commit_id, "time": now_rfc3339()}},
                            sort_keys=True, separators=(",", ":")).encode()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.commit_timeout
@@ -389,27 +385,60 @@ class EtcdFabricStore(FabricStore):
         if state != self.sync_state:
             self.sync_state = state
             log.info("fabric %s sync-state %s", self.keys.fabric, state)
-        if self.ds is not None:
-            self.ds.set_sync_state(state)
+        if self._events is not None:
+            self._events.fabric_sync(state)
 
-    # -- membership -----------------------------------------------------------
+    # -- membership (FabricMembership) -------------------------------------------
     def members(self) -> list[MemberInfo]:
         return self.membership.members()
 
-    def _members_changed(self) -> None:
-        if self.ds is None:
+    def online_names(self) -> list[str]:
+        return self.membership.online_names()
+
+    def offline_for(self, name: str) -> float | None:
+        return self.membership.offline_for(name)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[bool]:
+        """A fabric-wide lock: a key created under this node's membership lease (exactly one creation wins).
+
+        Yields False without waiting when another node holds it, when this node
+        has no lease or when etcd does not answer.  Released on exit; a holder
+        that dies releases it with its lease.
+        """
+        client, lease = self.client, self.membership.lease
+        if client is None or lease is None or self.sync_state != "in-sync":
+            yield False
             return
-        rows = {}
-        for m in self.membership.members():
-            leaves = {"state": m.state}
-            if m.address:
-                leaves["address"] = m.address
-            if m.role:
-                leaves["role"] = m.role
-            if m.last_seen:
-                leaves["last-seen"] = m.last_seen
-            rows[(m.name,)] = leaves
-        self.ds.state.replace_where(NODE_PATH, rows)
+        key = self.keys.lock(name)
+        me = self.node_name.encode()
+        try:
+            won, _ = await client.transaction(
+                compare=[client.transactions.create(key) == 0],
+                success=[client.transactions.put(key, me, lease=lease)],
+                failure=[],
+            )
+        except aetcd.ClientError as exc:
+            log.debug("fabric lock %s: %s", name, exc)
+            won = False
+        if not won:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            try:
+                await client.transaction(
+                    compare=[client.transactions.value(key) == me],
+                    success=[client.transactions.delete(key)],
+                    failure=[],
+                )
+            except aetcd.ClientError:
+                pass  # the lock goes with our lease
+
+    def _members_changed(self) -> None:
+        if self._events is not None:
+            self._events.fabric_members(self.membership.members())
 
     # -- misc ----------------------------------------------------------------
     @property

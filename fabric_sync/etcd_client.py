@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import aetcd
 
-from agent.settings import SettingsError
 
 # gRPC status codes after which the same request may be sent again to
 # another member: the request did not reach a member able to apply it, or
@@ -22,8 +21,8 @@ from agent.settings import SettingsError
 RETRYABLE = (aetcd.ConnectionFailedError,)
 
 
-class EndpointError(SettingsError):
-    """An --etcd endpoint that cannot be used (the agent refuses to start)."""
+class EndpointError(ValueError):
+    """An --etcd endpoint that cannot be used (the agent refuses to start with this message)."""
 
 
 def parse_endpoint(url: str) -> tuple[str, int]:

@@ -10,8 +10,10 @@ Everything of a fabric sits under one prefix, so one watch follows it all:
                       stay listed.
 - `online/<name>`     the same node's lease-bound key: present while the
                       agent's lease is alive.
-- `takeover/<cluster>` the lock an online node holds while it moves a
-                      Kubernetes connection away from an offline owner.
+- `locks/<name>`      a fabric-wide lock (``EtcdFabricStore.lock``), created
+                      under the holder's membership lease (e.g. the one a node
+                      holds while it moves a Kubernetes connection away from
+                      an offline owner).
 """
 from __future__ import annotations
 
@@ -44,15 +46,15 @@ class FabricKeys:
     def online(self, name: str) -> bytes:
         return self.prefix + b"online/" + name.encode()
 
-    def takeover(self, cluster: str) -> bytes:
-        return self.prefix + b"takeover/" + cluster.encode()
+    def lock(self, name: str) -> bytes:
+        return self.prefix + b"locks/" + name.encode()
 
     def classify(self, key: bytes) -> tuple[str, str]:
-        """('config' | 'nodes' | 'online' | 'takeover' | 'other', name) of a key under the prefix."""
+        """('config' | 'nodes' | 'online' | 'locks' | 'other', name) of a key under the prefix."""
         rest = key[len(self.prefix):].decode(errors="replace")
         if rest == "config":
             return "config", ""
         kind, _, name = rest.partition("/")
-        if kind in ("nodes", "online", "takeover") and name:
+        if kind in ("nodes", "online", "locks") and name:
             return kind, name
         return "other", rest

@@ -16,20 +16,16 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable
 
 import aetcd
 
+from core.ports.fabric import MemberInfo
+from core.times import now_rfc3339
+
 from .keys import FabricKeys
-from .store import MemberInfo
 
 log = logging.getLogger("kubefabric.fabric.membership")
-
-
-def rfc3339_now() -> str:
-    """UTC now as yang:date-and-time."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 @dataclass
@@ -73,7 +69,7 @@ class Membership:
     # -- this node -------------------------------------------------------------
     def _record(self) -> bytes:
         return json.dumps({
-            "name": self.node_name, "address": self.address, "role": self.role, "last-seen": rfc3339_now(),
+            "name": self.node_name, "address": self.address, "role": self.role, "last-seen": now_rfc3339(),
         }, sort_keys=True).encode()
 
     async def register(self, client: aetcd.Client) -> None:

@@ -31,7 +31,9 @@ PACKAGE = REPO / "collectors" / "sflow"
 TARGET = PACKAGE / "_fast"
 
 sys.path.insert(0, str(REPO))
-from collectors.sflow._fast import COMPILED_MODULES, SHARED_MODULES, STAMP_NAME, source_digest  # noqa: E402
+from collectors.sflow._fast import (  # noqa: E402
+    COMPILED_MODULES, EXTERNAL_MODULES, SHARED_MODULES, STAMP_NAME, source_digest,
+)
 
 SETUP = """\
 from setuptools import setup
@@ -84,6 +86,14 @@ def build() -> int:
             (package / f"{name}.py").write_text(for_mypyc((PACKAGE / f"{name}.py").read_text()))
         for name in SHARED_MODULES:  # imported by absolute name, type-checked, not compiled
             shutil.copyfile(PACKAGE / f"{name}.py", root / "collectors" / "sflow" / f"{name}.py")
+        for relative in EXTERNAL_MODULES:  # the port the producer builds (type-checked, imported at run time)
+            target = root / relative
+            for parent in reversed(target.relative_to(root).parents[:-1]):
+                (root / parent).mkdir(exist_ok=True)
+                init = root / parent / "__init__.py"
+                if not init.exists():
+                    init.write_text("")
+            shutil.copyfile(REPO / relative, target)
         paths = ", ".join(repr(f"collectors/sflow/_fast/{name}.py") for name in COMPILED_MODULES)
         (root / "setup.py").write_text(SETUP.format(paths=paths))
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent.auth import User
+from core.errors import ConfigError
+from core.history.store import ROW_PATHS
 
 from .commands import FABRIC_NODES, Table
 from .errors import CliError, NotImplementedByAgent
+
+if TYPE_CHECKING:  # the `kubefabric cli` client never loads the datastore (nor yangson)
+    from core.datastore import Datastore
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,15 @@ class Backend(Protocol):
         """Release connections."""
 
 
+#: rows or changes one history command may return
+HISTORY_ROW_LIMIT = 500_000
+_KIND_OF_PATH = {path: kind for kind, path in ROW_PATHS.items()}
+
+
 class DatastoreBackend:
     """The in-process backend of the SSH shell: one datastore, one authenticated user."""
 
-    def __init__(self, ds, user: User, *, face: str = "cli", peer: str = "") -> None:
+    def __init__(self, ds: Datastore, user: User, *, face: str = "cli", peer: str = "") -> None:
         self.ds = ds
         self._user = user
         self._face = face  # for the audit log: "cli-ssh" when the SSH server runs it
@@ -93,7 +103,6 @@ class DatastoreBackend:
         return dict(self.ds.read_node(table.path, ()) or {})
 
     async def apply(self, edit: Edit) -> None:
-        from agent.datastore.errors import ConfigError
 
         if not self._user.can_write:
             raise CliError(f"permission denied: user {self.user} has the {self._user.role} role and cannot change config")
@@ -103,23 +112,28 @@ class DatastoreBackend:
         except ConfigError as exc:  # the same words the gNMI face sends back
             raise CliError(exc.message + (f" (at {exc.path})" if exc.path else "")) from None
 
-    def _history(self):
-        history = getattr(self.ds, "history", None)
-        if history is None:
-            raise NotImplementedByAgent("this agent keeps no history (the Kubernetes collector is not running)")
-        return history
+    def _require_history(self, table: Table) -> None:
+        history = self.ds.history
+        if not history.available:
+            raise NotImplementedByAgent(history.reason)
+        if table.path not in history.paths():
+            raise NotImplementedByAgent(f"no history is kept for {table.path}")
 
     async def snapshot(self, table: Table, t: float) -> list[dict]:
-        self._history()
-        rows = await self.ds.history_query("vports_at", t)
-        return [{**row, "ip": ip} for ip, row in rows.items()]
+        self._require_history(table)
+        page = await self.ds.history.rows_at(table.path, t, limit=HISTORY_ROW_LIMIT)
+        rows = [{**row.values, **dict(zip(table.keys, row.key))} for row in page.items]
+        if page.truncated:
+            raise CliError(f"more than {HISTORY_ROW_LIMIT} rows at that time; add filters to the command")
+        return rows
 
     async def changes(self, table: Table, t1: float, t2: float) -> list[dict]:
-        out = []
-        self._history()
-        for event in await self.ds.history_query("changes", t1, t2, kinds=["vport"]):
-            out.append({**event["data"], "ip": event["key"], "time": event["time"], "change": event["op"]})
-        return out
+        self._require_history(table)
+        page = await self.ds.history.changes(t1, t2, kinds=[_KIND_OF_PATH[table.path]], limit=HISTORY_ROW_LIMIT)
+        if page.truncated:
+            raise CliError(f"more than {HISTORY_ROW_LIMIT} changes in that window; narrow it")
+        return [{**event.data, **dict(zip(table.keys, event.keys or ())), "time": event.time, "change": event.op}
+                for event in page.items]
 
     async def close(self) -> None:
         return None
@@ -132,7 +146,6 @@ def apply_edit(tree: dict, edit: Edit) -> dict:
     overwrites and a modify or delete never invents an entry, even when two
     writers race (propose re-runs this on the newer config).
     """
-    from agent.datastore.errors import ConfigError  # the datastore (and yangson) only load in the agent
 
     top, *rest = edit.path.strip("/").split("/")
     if not edit.key:

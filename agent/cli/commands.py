@@ -8,7 +8,7 @@ parser read these definitions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from agent.datastore import schema_paths
+from core import schema_paths
 
 VPORTS = schema_paths.VPORT
 K8S_CONNECTIONS = schema_paths.K8S_CONNECTION

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from collectors.k8s.timefilters import TimeFilterError, parse_duration, parse_time, parse_window
+from core.times import TimeFilterError, TimeFormatError, parse_duration, parse_rfc3339, parse_window
 
 from . import render
+from .render import try_parse_epoch
 from .backend import Backend, Edit
 from .commands import Column, Command, ParsedCommand
 from .errors import CliError
@@ -195,8 +196,8 @@ class Engine:
 def _point_in_time(text: str, now: float) -> float:
     """snapshot-time: a date/time, or a duration meaning that long ago."""
     try:
-        return parse_time(text)
-    except TimeFilterError:
+        return parse_rfc3339(text)
+    except TimeFormatError:
         pass
     try:
         return now - parse_duration(text)
@@ -234,8 +235,8 @@ def _matches(row: dict, filters: dict, cmd: Command) -> bool:
 def _in_window(row: dict, cmd: Command, t1: float, t2: float) -> bool:
     """Does the row's life [since, until] (or its change time) overlap [t1, t2)?"""
     table = cmd.table
-    since = render.to_epoch(row.get(table.since)) if table.since else None
-    until = render.to_epoch(row.get(table.until)) if table.until else None
+    since = try_parse_epoch(row.get(table.since)) if table.since else None
+    until = try_parse_epoch(row.get(table.until)) if table.until else None
     changed = row.get("_ts")
     start = since if since is not None else (until if until is not None else changed)
     end = until if until is not None else (changed if changed is not None else since)
@@ -255,7 +256,7 @@ def _sort_value(value: object, kind: str = "str") -> tuple:
     if isinstance(value, list):
         value = ",".join(str(v) for v in value)
     if kind == "time":
-        epoch = render.to_epoch(value)
+        epoch = try_parse_epoch(value)
         if epoch is not None:
             return (0, epoch, "")
     try:

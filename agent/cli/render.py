@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+
+from core.times import format_rfc3339_ns, try_parse_rfc3339
 
 from .commands import Column
 
@@ -17,20 +18,11 @@ _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 NUMERIC = ("int", "bytes", "usec", "secs", "proto")
 
 
-def to_epoch(value: object) -> float | None:
+def try_parse_epoch(value: object) -> float | None:
     """A date-and-time string or epoch number -> epoch seconds (None if unparsable)."""
-    if value is None or value == "":
-        return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    text = str(value).strip()
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+    return try_parse_rfc3339(value)
 
 
 def normalize(value: object, kind: str) -> object:
@@ -107,10 +99,10 @@ def _bytes(value: float) -> str:
 
 
 def _time(value: object) -> str:
-    epoch = to_epoch(value)
+    epoch = try_parse_epoch(value)
     if epoch is None:
         return str(value)
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return format_rfc3339_ns(int(epoch * 1e9), digits=0)[:-1]  # Netvisor shows yyyy-mm-ddTHH:mm:ss
 
 
 def cells(rows: list[dict], columns: list[Column]) -> list[list[str]]:

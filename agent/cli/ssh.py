@@ -26,11 +26,13 @@ import asyncssh
 
 from agent.auth import Authenticator
 from agent.settings import split_addr
+from core.ports.stats import ComponentStats
 
 from .backend import DatastoreBackend
 from .engine import Engine
 from .parser import complete, context_help
 from .shell import prompt, respond
+from core.datastore import Datastore
 
 log = logging.getLogger("kubefabric.cli")
 
@@ -104,7 +106,7 @@ class _Auth(asyncssh.SSHServer):
 class CliSshServer:
     """The CLI shell served over SSH by a running agent."""
 
-    def __init__(self, ds, authenticator: Authenticator, addr: str, settings=None,
+    def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str, settings=None,
                  max_sessions: int = MAX_SESSIONS) -> None:
         self.ds = ds
         self.auth = authenticator
@@ -128,6 +130,10 @@ class CliSshServer:
         host, port = self._server.sockets[0].getsockname()[:2]
         self.port = port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def statistics(self) -> ComponentStats:
+        """CLI sessions open now."""
+        return ComponentStats(sessions=self.sessions)
 
     async def stop(self) -> None:
         """Stop listening and close every session."""

@@ -29,7 +29,7 @@ from agent.auth import hash_password
 from .etcd import EtcdCluster, etcd_binary
 from .plan import PortPlan
 from .procs import Child
-from agent.datastore import schema_paths
+from core import schema_paths
 
 log = logging.getLogger("kubefabric.demo")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from itertools import islice
 
-from agent.datastore.changefeed import Change
+from core.changefeed import Change
 
 
 class Pending:

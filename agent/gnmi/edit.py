@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.schema import NodeInfo, Schema
+from core.schema import NodeInfo, Schema
 
 from .encode import typed_value_from_proto
 from .paths import WILD, PathError, join, key_text, resolve

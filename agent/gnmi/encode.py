@@ -24,8 +24,8 @@ import time
 
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.schema import NodeInfo
-from agent.datastore.tree import build_tree, leaf_json
+from core.schema import NodeInfo
+from core.datastore.tree import build_tree, leaf_json
 
 from .paths import key_text
 

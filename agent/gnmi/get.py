@@ -12,6 +12,8 @@ import time
 
 from pygnmi.spec.v080 import gnmi_pb2
 
+from core.datastore import Datastore
+
 from . import encode, history
 from .paths import PathError, resolve, restrict_models
 from .read import collect, entry_exists
@@ -19,11 +21,11 @@ from .read import collect, entry_exists
 _DATATYPES = set(gnmi_pb2.GetRequest.DataType.values())
 
 
-def get(ds, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> bytes:
+def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> bytes:
     """GetResponse bytes, or PathError (with a gRPC status name) for the client.
 
-    `snapshot_rows` is `history.rows_at(...)` fetched off the event loop by the
-    caller for a snapshot_time request; it is fetched here when not given.
+    `snapshot_rows` is `history.snapshot(...)`, fetched off the event loop by
+    the caller for a snapshot_time request.
     """
     if request.encoding not in encode.SUPPORTED:
         name = gnmi_pb2.Encoding.Name(request.encoding) if request.encoding in gnmi_pb2.Encoding.values() else request.encoding
@@ -41,7 +43,9 @@ def get(ds, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> bytes:
             history.check(ds, hist, selectors)
     rows = None
     if hist is not None:
-        rows = snapshot_rows if snapshot_rows is not None else history.rows_at(ds, hist.snapshot_ns)
+        if snapshot_rows is None:
+            raise PathError("UNIMPLEMENTED", "no history store on this agent")
+        rows = snapshot_rows
     target = request.prefix.target
     notifications = []
     for path, selectors in zip(paths, resolved):
@@ -64,7 +68,7 @@ def _describe(sel) -> str:
     return to_string(node_path(sel.node, sel.keys, sel.leaf))
 
 
-def _encode(ds, enc: encode.Encoder, sel, nodes: list, items: list) -> None:
+def _encode(ds: Datastore, enc: encode.Encoder, sel, nodes: list, items: list) -> None:
     if sel.leaf is not None:
         for info, key, values, _ts in sorted(nodes, key=_order):
             items.append(enc.leaf_update(info, key, sel.leaf, values[sel.leaf]))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.schema import LeafInfo, NodeInfo, Schema
+from core.schema import LeafInfo, NodeInfo, Schema
 
 WILD = None  # a key position that matches any value
 

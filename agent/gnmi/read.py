@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from agent.datastore.schema import NodeInfo
-from agent.datastore.tree import iter_descendants
+from core.datastore import Datastore
+from core.datastore.tree import iter_descendants
+from core.schema import NodeInfo
 
 from .paths import Selector
 
@@ -36,7 +37,7 @@ def selector_paths(schema, sel: Selector) -> list[NodeInfo]:
     return list(iter_descendants(sel.node))
 
 
-def collect(ds, sel: Selector, datatype: int = ALL, leaf_filter: LeafFilter | None = None,
+def collect(ds: Datastore, sel: Selector, datatype: int = ALL, leaf_filter: LeafFilter | None = None,
             rows: Callable[[str], Iterable] | None = None) -> list[Node]:
     """Nodes a selector matches now (or in `rows(path)` -> (key, leaves, ts), for history)."""
     out: list[Node] = []
@@ -68,11 +69,11 @@ def collect(ds, sel: Selector, datatype: int = ALL, leaf_filter: LeafFilter | No
     return out
 
 
-def _timestamp(ds, path: str, key: tuple) -> int:
+def _timestamp(ds: Datastore, path: str, key: tuple) -> int:
     return max(ds.config.timestamp(path, key), ds.state.timestamp(path, key))
 
 
-def entry_exists(ds, sel: Selector) -> bool:
+def entry_exists(ds: Datastore, sel: Selector) -> bool:
     """For a path naming one list entry (or something below it): does the entry exist?"""
     node = sel.node
     while node is not None and node.kind != "list":

@@ -12,7 +12,6 @@ the service is registered with serializers that pass bytes through.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -20,13 +19,16 @@ from pathlib import Path
 import grpc
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.errors import ConfigError
-from agent.datastore.schema import ORGANIZATION
+from core.errors import ConfigError
+from core.ports.stats import ComponentStats
+from core.schema import ORGANIZATION
 
 from . import auth, edit, encode, history
 from .get import get as do_get
 from .paths import PathError
 from .subscribe import Limits, Session
+from agent.auth import Authenticator
+from core.datastore import Datastore
 
 log = logging.getLogger("kubefabric.gnmi")
 
@@ -61,7 +63,7 @@ def _split_addr(addr: str) -> tuple[str, int]:
 class GnmiServer:
     """gNMI over gRPC on one address, plaintext (loopback testing) or (mutual) TLS."""
 
-    def __init__(self, ds, authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
+    def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
                  tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
                  limits: Limits | None = None, extra_handlers: tuple = (), max_streams: int = MAX_STREAMS,
                  max_streams_per_user: int = MAX_STREAMS_PER_USER) -> None:
@@ -88,6 +90,14 @@ class GnmiServer:
     def address(self) -> str:
         """host:port actually listened on."""
         return f"{self.host}:{self.bound_port}"
+
+    def statistics(self) -> ComponentStats:
+        """Open sessions and subscriptions, coalesced updates, and the other counters."""
+        stats = self.stats
+        return ComponentStats(sessions=stats["sessions"], subscriptions=stats["subscriptions"],
+                              coalesced=stats["coalesced"],
+                              other={k: float(v) for k, v in stats.items()
+                                     if k not in ("sessions", "subscriptions", "coalesced")})
 
     # -- life cycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -171,11 +181,11 @@ class GnmiServer:
         )
 
     async def _snapshot_rows(self, request):
-        """The vPort table at a Get's snapshot_time, read from SQLite off the event loop."""
+        """The tables with history at a Get's snapshot_time, read off the event loop."""
         hist = history.from_extensions(request.extension)
-        if hist is None or hist.is_range or hist.snapshot_ns is None or self.ds.history is None:
+        if hist is None or hist.is_range or hist.snapshot_ns is None or not self.ds.history.available:
             return None  # nothing to fetch, or get() reports the error
-        return await asyncio.to_thread(history.rows_at, self.ds, hist.snapshot_ns)
+        return await history.snapshot(self.ds, hist.snapshot_ns)
 
     async def _get(self, request, context):
         await self._user(context)

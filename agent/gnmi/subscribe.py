@@ -23,8 +23,9 @@ from typing import Callable
 
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.changefeed import Change
-from agent.datastore.schema import NodeInfo
+from core.changefeed import Change
+from core.datastore import Datastore
+from core.schema import NodeInfo
 
 from . import encode, history
 from .coalesce import CoalescingQueue
@@ -91,7 +92,7 @@ class Limits:
 class Session:
     """The server side of one Subscribe RPC."""
 
-    def __init__(self, ds, context, request: gnmi_pb2.SubscribeRequest, stats: dict, limits: Limits) -> None:
+    def __init__(self, ds: Datastore, context, request: gnmi_pb2.SubscribeRequest, stats: dict, limits: Limits) -> None:
         self.ds = ds
         self.schema = ds.schema
         self.context = context
@@ -419,14 +420,14 @@ class Session:
         h = self.history
         start = h.snapshot_ns if h.snapshot_ns is not None else h.start_ns
         if not self.updates_only:
-            rows = await asyncio.to_thread(history.rows_at, self.ds, start)
+            rows = await history.snapshot(self.ds, start)
             await self._send_nodes(self._gather(self.subs, rows).values())
         await self._write(encode.SYNC_RESPONSE, 0)
         if not h.is_range:
             return
         items: list[bytes] = []
         group_ts = None
-        for path, key, values, ts in await asyncio.to_thread(history.changes, self.ds, h.start_ns, h.end_ns):
+        for path, key, values, ts in await history.changes(self.ds, h.start_ns, h.end_ns):
             wanted = self.index.match(path, key)
             if wanted is False:
                 continue

@@ -13,7 +13,7 @@ import re
 
 from lxml import etree
 
-from agent.datastore.schema import LeafInfo, NodeInfo, Schema
+from core.schema import LeafInfo, NodeInfo, Schema
 
 from .rpcerror import RpcError
 

@@ -18,10 +18,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.datastore import Datastore
-from agent.datastore.errors import ConfigError
-from agent.datastore.merge import merge3
-from agent.datastore.persist import read_json, write_json_atomic
+from core.datastore import Datastore
+from core.errors import ConfigError
+from core.datastore.merge import merge3
+from core.persist import read_json, write_json_atomic
 
 from .rpcerror import RpcError, from_config_error
 

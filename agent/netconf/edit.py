@@ -11,7 +11,7 @@ import copy
 
 from lxml import etree
 
-from agent.datastore.schema import NodeInfo
+from core.schema import NodeInfo
 
 from .codec import Codec
 from .rpcerror import BASE_NS, RpcError

@@ -1,11 +1,13 @@
 """ietf-netconf-monitoring (RFC 6022): /netconf-state and get-schema."""
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
+
+from core.schema import netconf_yang_dir
+from core.times import now_rfc3339
 
 from .rpcerror import RpcError
 
@@ -13,12 +15,12 @@ NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
 MODULE = "ietf-netconf-monitoring"
 REVISION = "2010-10-04"
 _M = "{%s}" % NS
-_OWN_YANG = Path(__file__).resolve().parent / "yang"
+_OWN_YANG = netconf_yang_dir()
 
 
 def now_iso() -> str:
     """yang:date-and-time for now (UTC)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return now_rfc3339()
 
 
 @dataclass

@@ -8,8 +8,8 @@ carrying the instance-identifier of the node, the operation (merge or
 delete) and, in `data`, the node's keys and changed leaves in its own
 YANG namespace.
 
-Replay (`startTime`) reads the history store `ds.history` (set by the
-Kubernetes collector); without one, replay is refused.
+Replay (`startTime`) reads the time machine (`ds.history`), page by page;
+without a history store, replay is refused.
 """
 from __future__ import annotations
 
@@ -17,11 +17,15 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import math
+import time
 from typing import Any, Callable
 
 from lxml import etree
 
-from agent.datastore.changefeed import Change
+from core.changefeed import Change
+from core.history import TimeMachine
+from core.times import TimeFormatError, format_rfc3339_ns, parse_rfc3339
 
 from .codec import Codec
 from .filters import Filter
@@ -50,23 +54,23 @@ STREAMS = {
     "kubernetes": "Kubernetes connection state, CNI and service changes",
 }
 QUEUE_LIMIT = 10_000
+#: history changes read per query during a replay
+REPLAY_PAGE = 10_000
 
 
 def event_time(ts_ns: int | float | None = None) -> str:
-    """RFC 3339 time of an event (ns since the epoch, or now)."""
-    t = dt.datetime.now(dt.timezone.utc) if not ts_ns else dt.datetime.fromtimestamp(ts_ns / 1e9, dt.timezone.utc)
-    return t.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """RFC 3339 time of an event (ns since the epoch, or now), in microseconds."""
+    return format_rfc3339_ns(int(ts_ns) if ts_ns else time.time_ns(), digits=6)
 
 
 def parse_time(text: str, what: str) -> dt.datetime:
+    """A startTime/stopTime value as an aware datetime, or the rpc-error RFC 5277 asks for."""
     try:
-        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        epoch = parse_rfc3339(text)
+    except TimeFormatError:
         raise RpcError("invalid-value", f"{what} {text!r} is not a date-and-time", type="protocol",
                        info={"bad-element": what}) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
 def streams_element() -> etree._Element:
@@ -194,7 +198,7 @@ class Subscription:
         self._unsubscribe: Callable[[], None] | None = None
         self._stop_at: dt.datetime | None = None
 
-    def start(self, feed, history: Any, start: dt.datetime | None, stop: dt.datetime | None) -> None:
+    def start(self, feed, history: TimeMachine, start: dt.datetime | None, stop: dt.datetime | None) -> None:
         self._stop_at = stop
         self._unsubscribe = feed.subscribe(self._on_changes)
         self._task = asyncio.ensure_future(self._run(history, start, stop))
@@ -237,7 +241,7 @@ class Subscription:
         self.send(notification(body, when))
         self.sent += 1
 
-    async def _run(self, history: Any, start: dt.datetime | None, stop: dt.datetime | None) -> None:
+    async def _run(self, history: TimeMachine, start: dt.datetime | None, stop: dt.datetime | None) -> None:
         try:
             if start is not None:
                 await self._replay(history, start, stop)
@@ -276,40 +280,31 @@ class Subscription:
         self.queue.append(("complete", None, None))
         self._wake.set()
 
-    async def _replay(self, history: Any, start: dt.datetime, stop: dt.datetime | None) -> None:
-        end = stop or dt.datetime.now(dt.timezone.utc)
-        result = await asyncio.to_thread(history.changes, start.timestamp(), end.timestamp())
-        if asyncio.iscoroutine(result):
-            result = await result
-        items = []
-        if hasattr(result, "__aiter__"):
-            async for item in result:
-                items.append(item)
-        else:
-            items = list(result or ())
-        for item in items:
-            path = _get(item, "path")
-            keys = _get(item, "keys") or _get(item, "key")
-            if not path or keys is None or path not in self.builder.schema.nodes:
-                continue
-            if not isinstance(keys, tuple):
-                keys = tuple(keys) if isinstance(keys, list) else (keys,)
-            stream = self.builder.stream_of(path)
-            if not self._wants(stream):
-                continue
-            deleted = _get(item, "op") == "delete" or _get(item, "deleted") is True
-            values = None if deleted else (_get(item, "data") or _get(item, "values") or {})
-            when = _get(item, "time") or _get(item, "ts") or 0
-            ts_ns = when * 1e9 if isinstance(when, float) or (isinstance(when, int) and when < 10**12) else when
-            try:
-                body = self.builder.state_change(path, keys, values)
-            except Exception:
-                continue
-            self._emit(body, event_time(ts_ns))
-            await asyncio.sleep(0)
+    async def _replay(self, history: TimeMachine, start: dt.datetime, stop: dt.datetime | None) -> None:
+        end = (stop or dt.datetime.now(dt.timezone.utc)).timestamp()
+        begin = start.timestamp()
+        while True:
+            page = await history.changes(begin, end, limit=REPLAY_PAGE)
+            items = page.items
+            if page.truncated:  # cut before the last instant; the next page starts at it
+                last = items[-1].time
+                items = [c for c in items if c.time < last] or items
+                begin = last if len(items) < len(page.items) else math.nextafter(last, math.inf)
+            for item in items:
+                path, keys = item.path, item.keys
+                if not path or keys is None or path not in self.builder.schema.nodes:
+                    continue
+                stream = self.builder.stream_of(path)
+                if not self._wants(stream):
+                    continue
+                values = None if item.deleted else dict(item.data)
+                try:
+                    body = self.builder.state_change(path, tuple(keys), values)
+                except Exception:
+                    continue
+                self._emit(body, event_time(int(item.time * 1e9)))
+                await asyncio.sleep(0)
+            if not page.truncated:
+                return
 
 
-def _get(item: Any, name: str) -> Any:
-    if isinstance(item, dict):
-        return item.get(name)
-    return getattr(item, name, None)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from agent.datastore.tree import build_tree, flatten, iter_descendants
+from core.datastore.tree import build_tree, flatten, iter_descendants
 
 from .datastores import CANDIDATE, NAMES, RUNNING, STARTUP
 from .edit import EditErrors, Editor
@@ -282,9 +282,9 @@ class Operations:
         import datetime as dt
         if start is not None and start > dt.datetime.now(dt.timezone.utc):
             raise RpcError("bad-element", "startTime is in the future", type="protocol", info={"bad-element": "startTime"})
-        if start is not None and (self.ds.history is None or stream == "config"):
+        if start is not None and (not self.ds.history.available or stream == "config"):
             raise RpcError("operation-failed", "replay is not supported for this stream: the agent has no history "
-                           "store (the Kubernetes collector keeps one)" if self.ds.history is None else
+                           "store" if not self.ds.history.available else
                            "the config stream has no replay", info={"bad-element": "startTime"})
         filt = Filter(p.elem("filter"))
         sub = Subscription(self.server.events, stream, filt, self.session.send_notification,

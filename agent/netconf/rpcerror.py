@@ -5,7 +5,7 @@ import re
 
 from lxml import etree
 
-from agent.datastore.errors import ConfigError
+from core.errors import ConfigError
 
 BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 _B = "{%s}" % BASE_NS

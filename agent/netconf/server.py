@@ -21,8 +21,9 @@ import asyncssh
 from lxml import etree
 
 from agent.auth import Authenticator, User
-from agent.datastore import Datastore
+from core.datastore import Datastore
 from agent.settings import split_addr
+from core.ports.stats import ComponentStats
 
 from . import framing, xmlsafe
 from .codec import Codec
@@ -99,6 +100,12 @@ class NetconfServer:
         )
         sock = self._server.sockets[0].getsockname()
         self.address = f"{sock[0]}:{sock[1]}" if ":" not in sock[0] else f"[{sock[0]}]:{sock[1]}"
+
+    def statistics(self) -> ComponentStats:
+        """Sessions, notification subscriptions and the RFC 6022 counters."""
+        counters = {k: float(v) for k, v in vars(self.stats).items() if isinstance(v, int)}
+        subscribed = sum(1 for session in self.sessions.values() if session.subscription is not None)
+        return ComponentStats(sessions=len(self.sessions), subscriptions=subscribed, other=counters)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -14,10 +14,10 @@ step) and a few JSON endpoints it polls:
                        (the ticks under the time slider)
 =====================  ===================================================
 
-Live answers come from ``ds.read()``; past answers from ``ds.history``
-(``vports_at``, ``services_at``, ``service_backends``), and when the agent
-has no history store the past endpoints answer 404 with a reason the page
-shows next to its time slider.
+Live answers come from ``ds.read()``; past answers from the time machine
+``ds.history`` (``rows_at``, ``service_backends``, ``changes``), and when
+the agent has no history store the past endpoints answer 404 with a reason
+the page shows next to its time slider.
 
 Everything, the page included, needs HTTP Basic credentials of a
 configured user (the same users and scrypt hashes as gNMI, NETCONF and the
@@ -30,14 +30,17 @@ import base64
 import binascii
 import logging
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from agent.settings import split_addr
-from agent.datastore import schema_paths
+from core.ports.stats import ComponentStats
+from core.times import TimeFormatError, format_rfc3339_ns, parse_rfc3339
+from core import schema_paths
+from agent.auth import Authenticator
+from core.datastore import Datastore
 
 __all__ = ["WebServer", "parse_time"]
 
@@ -58,6 +61,8 @@ CONN_SETTINGS = schema_paths.CONNECTION_SETTINGS
 
 MAX_CONNECTIONS_SHOWN = 500
 MAX_CHANGES = 2000
+#: rows of one past table the page may ask for
+MAX_ROWS = 200_000
 # the authenticated user, in request storage (RequestKey exists from aiohttp 3.12 on)
 USER = web.RequestKey("user", object) if hasattr(web, "RequestKey") else "kubefabric.user"
 REALM = "kubefabric"
@@ -83,16 +88,13 @@ def parse_time(text: str) -> float:
     except ValueError:
         pass
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_rfc3339(text)
+    except TimeFormatError:
         raise TimeError(f"not a time: {text!r} (give Unix seconds or RFC 3339)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339_ns(int(t * 1e9), digits=0)
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -105,7 +107,7 @@ def _int(value: Any, default: int = 0) -> int:
 class WebServer:
     """The page and its JSON endpoints; `await start()`, `await stop()`, `.address`."""
 
-    def __init__(self, ds, authenticator, addr: str) -> None:
+    def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str) -> None:
         self.ds = ds
         self.auth = authenticator
         self.host, self.port = split_addr(addr, 8080)
@@ -114,10 +116,9 @@ class WebServer:
         self.refused = 0
         self._runner: web.AppRunner | None = None
 
-    @property
-    def stats(self) -> dict:
-        """Counters for the metrics endpoint."""
-        return {"requests": self.requests, "refused": self.refused}
+    def statistics(self) -> ComponentStats:
+        """Requests served and refused."""
+        return ComponentStats(other={"requests": float(self.requests), "refused": float(self.refused)})
 
     # -- life cycle ----------------------------------------------------------
     def app(self) -> web.Application:
@@ -220,11 +221,10 @@ class WebServer:
         return web.json_response(body)
 
     def _history_status(self) -> dict:
-        history = getattr(self.ds, "history", None)
-        if history is None:
-            return {"available": False,
-                    "reason": "history is unavailable: this agent runs no Kubernetes collector (time machine)"}
-        return {"available": True, "retention-days": getattr(history, "retention_days", None)}
+        history = self.ds.history
+        if not history.available:
+            return {"available": False, "reason": f"history is unavailable: {history.reason}"}
+        return {"available": True, "retention-days": history.retention_days}
 
     def _at(self, request: web.Request) -> float | None:
         text = request.query.get("at", "").strip()
@@ -232,12 +232,10 @@ class WebServer:
             return None
         return parse_time(text)
 
-    def _history_or_404(self):
-        history = getattr(self.ds, "history", None)
-        if history is None:
+    def _history_or_404(self) -> None:
+        if not self.ds.history.available:
             raise web.HTTPNotFound(
                 text='{"error": "history is unavailable on this agent"}', content_type="application/json")
-        return history
 
     async def _vports(self, request: web.Request) -> web.Response:
         at = self._at(request)
@@ -246,7 +244,8 @@ class WebServer:
             source = "live"
         else:
             self._history_or_404()
-            rows = [{**row, "ip": ip} for ip, row in (await self.ds.history_query("vports_at", at)).items()]
+            page = await self.ds.history.rows_at(VPORT, at, limit=MAX_ROWS)
+            rows = [{**row.values, "ip": row.key[0]} for row in page.items]
             source = "history"
         rows.sort(key=lambda r: (str(r.get("hostname", "")), str(r.get("namespace", "")), str(r.get("entity", ""))))
         return web.json_response({"source": source, "at": at, "at-text": _iso(at) if at else None, "vports": rows})
@@ -261,10 +260,12 @@ class WebServer:
             source = "live"
         else:
             self._history_or_404()
-            for (cluster, ns, name), row in (await self.ds.history_query("services_at", at)).items():
-                backends = await self.ds.history_query("service_backends", cluster, ns, name, at)
-                services.append({**row, "cluster-name": cluster, "namespace": ns, "name": name,
-                                 "backend-pods": backends})
+            page = await self.ds.history.rows_at(SERVICE, at, limit=MAX_ROWS)
+            for row in page.items:
+                cluster, ns, name = row.key
+                backends = await self.ds.history.service_backends(cluster, ns, name, at)
+                services.append({**row.values, "cluster-name": cluster, "namespace": ns, "name": name,
+                                 "backend-pods": [b.member for b in backends]})
             source = "history"
         services.sort(key=lambda s: (s["cluster-name"], s["namespace"], s["name"]))
         return web.json_response({"source": source, "at": at, "at-text": _iso(at) if at else None,
@@ -291,13 +292,12 @@ class WebServer:
         start = parse_time(request.query["from"]) if request.query.get("from") else end - 3600
         if start >= end:
             raise TimeError("from must be before to")
-        rows = await self.ds.history_query("changes", start, end, kinds=("vport", "member"), limit=MAX_CHANGES + 1)
+        page = await self.ds.history.changes(start, end, kinds=("vport", "member"), limit=MAX_CHANGES)
         changes = []
-        for change in rows[:MAX_CHANGES]:
-            data = change.get("data") or {}
+        for change in page.items:
+            data = change.data or {}
             name = data.get("entity") or data.get("pod") or ""
-            changes.append({"time": change["time"], "op": change["op"], "kind": change["kind"],
-                            "cluster": change.get("cluster"), "key": change.get("key"),
-                            "member": change.get("member") or "", "name": name})
-        return web.json_response({"from": start, "to": end, "truncated": len(rows) > MAX_CHANGES,
-                                  "changes": changes})
+            changes.append({"time": change.time, "op": change.op, "kind": change.kind,
+                            "cluster": change.cluster, "key": change.key,
+                            "member": change.member or "", "name": name})
+        return web.json_response({"from": start, "to": end, "truncated": page.truncated, "changes": changes})

@@ -10,9 +10,9 @@ Rules (Netvisor's overlay-vxlan-analytics):
   any connected cluster (a routed CNI such as Calico without overlay puts
   pod addresses on the wire directly).
 
-Pods come from the time machine (``ds.history.pod_at(ip, t, cluster)``) at
-the connection's first-seen time when the Kubernetes collector has set
-``ds.history``, else from the live vPort table.  History answers carry
+Pods come from the time machine (``History.pods_at(ip, t, cluster)``) at
+the connection's first-seen time when the agent keeps history, else from
+the live vPort table.  History answers carry
 their validity interval, so they are cached per address for any time inside
 it; open intervals and misses are re-asked after ``ttl`` seconds.
 
@@ -26,8 +26,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
-from agent.datastore import schema_paths
+
+from typing import Any, Mapping
+
+from core import schema_paths
+from core.ports.history import History
+from core.ports.state import ChangeSource, StateReader
+
+from .tracker import Connection
 
 __all__ = ["Attributor", "VPORT_PATH", "SERVICE_PATH", "K8S_TOP"]
 
@@ -43,7 +49,7 @@ _INF = float("inf")
 class _ServiceIndex:
     """ClusterIPs, NodePorts and backends of the live service rows."""
 
-    def __init__(self, rows: dict[tuple, dict]) -> None:
+    def __init__(self, rows: Mapping[tuple, Mapping[str, Any]]) -> None:
         self.cluster_ips: dict[str, list[tuple[str, str]]] = {}
         self.node_ports: dict[int, list[tuple[str, str]]] = {}
         self.backends: dict[str, list[tuple[str, str, set | None]]] = {}
@@ -53,11 +59,12 @@ class _ServiceIndex:
                 self.cluster_ips.setdefault(str(ip), []).append((cluster, svc))
             for port in row.get("node-ports") or ():
                 self.node_ports.setdefault(int(port), []).append((cluster, svc))
-            targets: set | None = set()
+            numbered: set[int] = set()
+            targets: set[int] | None = numbered
             for spec in row.get("ports") or ():
                 target = str(spec).rpartition("->")[2]
                 if target.isdigit():
-                    targets.add(int(target))
+                    numbered.add(int(target))
                 else:
                     targets = None  # a named target port: any port of the pod
                     break
@@ -83,18 +90,20 @@ class _ServiceIndex:
 class Attributor:
     """Pod, namespace, service and cluster leaves for connection rows.
 
-    ``Attributor(ds)``; ``configure(running)`` on every config change;
+    ``Attributor(state, feed, history)``; ``configure(running)`` on every config change;
     ``leaves(conn)`` returns the attribution leaves of a tracker
     :class:`~collectors.conntrack.tracker.Connection` (possibly empty).
     """
 
-    def __init__(self, ds: Any, ttl: float = 5.0) -> None:
-        self.ds = ds
+    def __init__(self, state: StateReader, feed: ChangeSource | None = None, history: History | None = None,
+                 ttl: float = 5.0) -> None:
+        self.state = state
+        self.history = history
         self.ttl = ttl
         self.analytics_cluster: str | None = None
         self._pods: dict[tuple[str, str | None], tuple[float, float, float, dict | None]] = {}
         self._services: _ServiceIndex | None = None
-        self._unsubscribe = ds.feed.subscribe(self._on_changes) if ds is not None else None
+        self._unsubscribe = feed.subscribe(self._on_changes) if feed is not None else None
         self.history_errors = 0
 
     def close(self) -> None:
@@ -130,9 +139,9 @@ class Attributor:
     # ------------------------------------------------------------------ lookups
     def pod(self, ip: str, t: float, cluster: str | None) -> dict | None:
         """{cluster, namespace, name} of the pod holding ``ip`` at ``t`` (restricted to ``cluster``), or None."""
-        history = getattr(self.ds, "history", None)
+        history = self.history
         if history is None:
-            row = self.ds.state.get(VPORT_PATH, (ip,))
+            row = self.state.get(VPORT_PATH, (ip,))
             if row is None or not row.get("entity"):
                 return None
             owner = row.get("svc-name") or ""
@@ -147,21 +156,22 @@ class Attributor:
             if start <= t < end and now < expires:
                 return found
         try:
-            rec = history.pod_at(ip, t, cluster)
+            found_pods = history.pods_at(ip, t, cluster)
         except Exception:  # a broken history must not stop the table
             self.history_errors += 1
             if self.history_errors == 1:
                 log.exception("history lookup failed; attributing without history")
             return None
-        if rec is None:
+        if not found_pods:
             self._pods[key] = (-_INF, _INF, now + self.ttl, None)
             return None
-        found = {"cluster": rec.get("cluster") or "", "namespace": rec.get("namespace") or "", "name": rec.get("name") or ""}
-        end = rec.get("valid_to")
-        if end is None:
-            self._pods[key] = (rec.get("valid_from") or -_INF, _INF, now + self.ttl, found)
+        rec = found_pods[0]
+        found = {"cluster": rec.cluster, "namespace": str(rec.data.get("namespace") or ""),
+                 "name": str(rec.data.get("name") or "")}
+        if rec.valid_to is None:
+            self._pods[key] = (rec.valid_from, _INF, now + self.ttl, found)
         else:
-            self._pods[key] = (rec.get("valid_from") or -_INF, end, _INF, found)
+            self._pods[key] = (rec.valid_from, rec.valid_to, _INF, found)
         if len(self._pods) > 200_000:
             self._pods.clear()
         return found
@@ -170,10 +180,10 @@ class Attributor:
         """(cluster, "namespace/name") of the service the destination belongs to, or None."""
         index = self._services
         if index is None:
-            index = self._services = _ServiceIndex(self.ds.state.entries(SERVICE_PATH))
+            index = self._services = _ServiceIndex(self.state.entries(SERVICE_PATH))
         return index.lookup(ip, port, cluster, dst_is_pod)
 
-    def leaves(self, conn) -> dict:
+    def leaves(self, conn: Connection) -> dict:
         """src-pod, dst-pod, src-namespace, dst-namespace, service, cluster-name for a connection."""
         if conn.encapsulation != "none":
             cluster = self.analytics_cluster

@@ -2,11 +2,13 @@
 
 Follows ``kubefabric-connection:connection-stats-settings`` (node-local):
 tracking runs only while ``enable`` is true (turning it off removes every
-row), ``max-connections`` and ``idle-timeout`` resize the tracker.  The
-collector feeds samples to :attr:`ConnectionTable.tracker` and calls
-:meth:`ConnectionTable.flush` a few times a second; each flush writes the
-changed rows in one ``ds.state.batch()``, so the change feed sees one batch
-per flush however many samples arrived.
+row), ``max-connections`` and ``idle-timeout`` resize the tracker.  Flow
+sources (the sFlow collector) hand it observations through the
+``FlowSink`` port (:meth:`ConnectionTable.observe`); it flushes every
+``flush_interval`` (0.25 s), writing the changed rows in one
+``state.batch()``, so the change feed sees one batch per flush however many
+observations arrived.  The tracker's counters are published once a second
+as ``connections-statistics`` (evictions, refusals, skipped samples...).
 
 A flush writes at most ``max_rows_per_flush`` (10,000) changed rows, about
 0.2 s of the event loop; the rest wait for the next flush, so a burst of
@@ -20,30 +22,51 @@ when the table is empty).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Iterable
+
+from core import schema_paths
+from core.ports.flows import FlowObservation
+from core.ports.history import History
+from core.ports.state import ChangeSource, ConfigFollower, StateWriter, Unsubscribe
 
 from .attribution import Attributor
 from .tracker import CONNECTIONS_PATH, ConnectionTracker
 
-__all__ = ["ConnectionTable", "SETTINGS_TOP"]
+__all__ = ["ConnectionTable", "SETTINGS_TOP", "STATISTICS_PATH"]
 
 log = logging.getLogger(__name__)
 
 SETTINGS_TOP = "kubefabric-connection:connection-stats-settings"
+STATISTICS_PATH = schema_paths.CONNECTION_STATISTICS
 
 
 class ConnectionTable:
-    """``ConnectionTable(ds)``; ``configure(running)``; ``flush(now)``; ``tracker``; ``enabled``."""
+    """``ConnectionTable(state, config, feed, history)``; ``configure(running)``; ``observe(batch)``; ``flush(now)``.
 
-    def __init__(self, ds: Any, max_rows_per_flush: int = 10_000, attribution_retry: float = 5.0,
-                 age_refresh: float = 30.0, max_refresh_per_flush: int = 2_000) -> None:
-        self.ds = ds
+    As a component: ``start()`` follows the config and flushes periodically,
+    ``stop()`` writes the last rows.  (Tests may leave ``config`` out and call
+    ``configure`` and ``flush`` themselves.)
+    """
+
+    def __init__(self, state: StateWriter, config: ConfigFollower | None = None, feed: ChangeSource | None = None,
+                 history: History | None = None,
+                 max_rows_per_flush: int = 10_000, attribution_retry: float = 5.0,
+                 age_refresh: float = 30.0, max_refresh_per_flush: int = 2_000,
+                 flush_interval: float = 0.25, stats_interval: float = 1.0) -> None:
+        self.state = state
+        self.config = config
         self.tracker = ConnectionTracker()
-        self.attributor = Attributor(ds)
+        self.attributor = Attributor(state, feed, history)
         self.enabled = False
+        self.flush_interval = flush_interval
+        self.stats_interval = stats_interval
+        self._task: asyncio.Task | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._published_stats: dict | None = None
         self.max_rows_per_flush = max_rows_per_flush
         self.attribution_retry = attribution_retry
         self.rows_written = 0
@@ -77,8 +100,73 @@ class ConnectionTable:
         """Stop following the feed (rows stay until the agent stops)."""
         self.attributor.close()
 
+    # -- FlowSink -------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        """Whether observations are wanted (connection-stats-settings enable)."""
+        return self.enabled
+
+    def observe(self, batch: Iterable[FlowObservation]) -> None:
+        """Account a batch of observations (ignored while tracking is off)."""
+        if self.enabled:
+            observe = self.tracker.observe
+            for observation in batch:
+                observe(observation)
+
+    # -- component ------------------------------------------------------------
+    async def start(self) -> None:
+        """Follow the running config and flush every ``flush_interval``."""
+        if self.config is None:
+            raise RuntimeError("ConnectionTable.start() needs the config port")
+        self._unsubscribe = self.config.on_config(self.configure)
+        self._task = asyncio.create_task(self._flusher(), name="connection-table")
+
+    async def stop(self) -> None:
+        """Stop flushing; write the last rows and counters."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        try:
+            self.flush()
+            self.publish_stats()
+        except Exception:
+            log.exception("final connection table flush failed")
+        self.close()
+
+    async def _flusher(self) -> None:
+        next_stats = 0.0
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            now = time.time()
+            try:
+                if self.enabled:
+                    self.flush(now)
+                if now >= next_stats:
+                    next_stats = now + self.stats_interval
+                    self.publish_stats()
+            except Exception:
+                log.exception("connection table flush failed")
+
+    def publish_stats(self) -> None:
+        """Write the tracker's counters as connections-statistics when they moved."""
+        leaves = self.tracker.stats().as_leaves()
+        leaves["rows-written"] = self.rows_written
+        leaves["rows-deleted"] = self.rows_deleted
+        if leaves != self._published_stats:
+            self._published_stats = leaves
+            self.state.merge(STATISTICS_PATH, (), leaves)
+
     def flush(self, now: float | None = None) -> int:
         """Expire idle entries and write changed rows; returns the rows written or deleted."""
+        if not self.enabled:
+            return 0
         now = now or time.time()
         self.tracker.expire(now)
         self._refresh_ages(now)
@@ -99,7 +187,7 @@ class ConnectionTable:
     def _write(self, changed: list, gone: list, now: float) -> int:
         if not changed and not gone:
             return 0
-        state = self.ds.state
+        state = self.state
         leaves = self.attributor.leaves
         retry = self.attribution_retry
         with state.batch():

@@ -45,17 +45,14 @@ in the table.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Iterable
 
-from collectors.sflow.producer import FlowRecord, ip_text
-from collectors.sflow.records import FlowSample
-from collectors.sflow.stats import rfc3339
-from agent.datastore import schema_paths
+from core import schema_paths
+from core.ports.flows import FlowObservation, address_text
+from core.times import format_rfc3339
 
-__all__ = [
-    "Connection", "ConnectionTracker", "sample_from_record", "samples_from_datagram",
-    "FIN", "SYN", "RST", "ACK", "CONNECTIONS_PATH",
-]
+__all__ = ["Connection", "ConnectionTracker", "TrackerStats", "FIN", "SYN", "RST", "ACK", "CONNECTIONS_PATH"]
 
 CONNECTIONS_PATH = schema_paths.CONNECTION
 
@@ -63,73 +60,6 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _PORTED = frozenset({6, 17, 132})  # protocols whose samples are useless without ports
 _OPENING = (None, "syn", "syn-ack")
 _CLOSING = ("fin", "rst")
-
-
-def sample_from_record(rec, t: float) -> tuple | None:
-    """The compact sample the tracker consumes, from a producer ``FlowRecord``.
-
-    ``(t, switch, rate, frame_length, vlan, vni, encapsulation, src, dst,
-    protocol, src_port, dst_port, tcp_flags)``; the inner flow for
-    encapsulated samples.  None for samples without an IP flow (ARP, a
-    header cut inside the tunnel header).
-    """
-    encap = rec.encapsulation
-    if encap != "none":
-        src = rec.inner_src_ip
-        if src is None:
-            return None
-        return (t, rec.agent, rec.sampling_rate or 1, rec.frame_length or 0, rec.vlan or 0, rec.vni or 0, encap,
-                src, rec.inner_dst_ip, rec.inner_protocol or 0, rec.inner_src_port, rec.inner_dst_port,
-                rec.inner_tcp_flags)
-    src = rec.src_ip
-    if src is None:
-        return None
-    return (t, rec.agent, rec.sampling_rate or 1, rec.frame_length or 0, rec.vlan or 0, 0, encap,
-            src, rec.dst_ip, rec.protocol or 0, rec.src_port, rec.dst_port, rec.tcp_flags)
-
-
-def samples_from_datagram(dg, t: float) -> list[tuple]:
-    """The compact samples of every flow sample of a decoded datagram (as :func:`sample_from_record`,
-    but with the addresses packed: the tracker turns them into text once per connection, not per sample).
-
-    Reads the decoded ``ParsedPacket`` fields (``PACKET_FIELDS``: ``vlans``,
-    ``src_ip``, ``inner_src_ip`` ...) directly instead of through
-    ``FlowRecord`` properties: on the collector's hot path that halves the
-    cost of extraction.  A sample without a raw header (sampled IPv4/IPv6 records
-    only) takes the ``FlowRecord`` path.  tests/conntrack checks both paths
-    agree on every shared capture.
-    """
-    out = []
-    append = out.append
-    agent = dg.agent
-    for sample in dg.samples:
-        if type(sample) is not FlowSample:
-            continue
-        header = sample.header
-        packet = header.packet if header is not None else None
-        if packet is None:
-            found = sample_from_record(FlowRecord(dg, sample), t)
-            if found is not None:
-                append(found)
-            continue
-        encap = packet.encapsulation
-        vlans = packet.vlans
-        vlan = vlans[0] if vlans else 0
-        if encap != "none":
-            src = packet.inner_src_ip
-            if src is None:
-                continue
-            append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, vlan, packet.vni or 0, encap,
-                    src, packet.inner_dst_ip, packet.inner_protocol or 0, packet.inner_src_port,
-                    packet.inner_dst_port, packet.inner_tcp_flags))
-        else:
-            src = packet.src_ip
-            if src is None:
-                continue
-            append((t, agent, sample.sampling_rate or 1, header.frame_length or 0, vlan, 0, encap,
-                    src, packet.dst_ip, packet.protocol or 0, packet.src_port,
-                    packet.dst_port, packet.tcp_flags))
-    return out
 
 
 class Connection:
@@ -200,7 +130,7 @@ class Connection:
     def row(self, now: float) -> dict:
         """The connection's leaves (keys and attribution excluded)."""
         if self.first_text is None:
-            self.first_text = rfc3339(self.first_seen)
+            self.first_text = format_rfc3339(self.first_seen)
         row = {
             "switch": self.switch,
             "cur-state": self.state or "established",
@@ -209,7 +139,7 @@ class Connection:
             "bytes": self.bytes,
             "encapsulation": self.encapsulation,
             "first-seen": self.first_text,
-            "last-seen": rfc3339(self.last_seen),
+            "last-seen": format_rfc3339(self.last_seen),
         }
         if self.latency is not None:
             row["latency"] = self.latency
@@ -224,9 +154,9 @@ class Connection:
 class ConnectionTracker:
     """Sampled packets in, connection entries out.
 
-    ``observe(*sample)`` per flow sample (see :func:`sample_from_record`),
-    ``expire(now)`` now and then, ``take_changes(now)`` to collect the
-    entries to write and the datastore keys to delete.
+    ``observe(observation)`` per packet (a ``core.ports.flows.FlowObservation``
+    from any flow source), ``expire(now)`` now and then, ``take_changes()`` to
+    collect the entries to write and the datastore keys to delete.
     """
 
     def __init__(self, max_connections: int = 100_000, idle_timeout: float = 300.0, close_linger: float = 10.0,
@@ -254,16 +184,17 @@ class ConnectionTracker:
         return len(self.table)
 
     # ------------------------------------------------------------------ hot path
-    def observe(self, t: float, switch: str, rate: int, length: int, vlan: int, vni: int, encap: str,
-                src: str, dst: str, proto: int, sport: int | None, dport: int | None, flags: int | None) -> None:
-        """Account one sampled packet."""
+    def observe(self, observation: FlowObservation) -> None:
+        """Account one observed packet (standing for ``rate`` packets)."""
+        t, switch, rate, length, vlan, vni, encap, src, dst, proto, sport, dport, flags = observation
         self.samples += 1
         if sport is None or dport is None:
             if proto in _PORTED:
                 self.skipped += 1  # header cut before the ports: cannot tell which connection
                 return
             sport = dport = 0
-        if src < dst or (src == dst and sport <= dport):
+        # src and dst of one observation are both packed or both text (core.ports.flows)
+        if src < dst or (src == dst and sport <= dport):  # type: ignore[operator]
             lookup = (vlan, vni, proto, src, sport, dst, dport)
         else:
             lookup = (vlan, vni, proto, dst, dport, src, sport)
@@ -282,10 +213,7 @@ class ConnectionTracker:
                 client_sent = not flags & ACK
             else:
                 client_sent = sport >= dport  # lower port = server
-            if type(src) is bytes:  # packed addresses: text once per connection, not per sample
-                src_text, dst_text = ip_text(src), ip_text(dst)
-            else:
-                src_text, dst_text = src, dst
+            src_text, dst_text = address_text(src), address_text(dst)  # once per connection, not per sample
             if client_sent:
                 conn = Connection(switch, vlan, vni, proto, src_text, dst_text, sport, dport, encap, t)
                 conn.src_key, conn.dst_key = src, dst
@@ -462,14 +390,32 @@ class ConnectionTracker:
             self._gone = []
         return changed, gone
 
-    def observe_all(self, samples: Iterable[tuple]) -> None:
-        """``observe`` each compact sample."""
+    def observe_all(self, observations: Iterable[FlowObservation]) -> None:
+        """``observe`` each observation."""
         observe = self.observe
-        for sample in samples:
-            observe(*sample)
+        for observation in observations:
+            observe(observation)
 
-    def stats(self) -> dict:
-        """Tracker counters (for logs and benchmarks)."""
-        return {"connections": len(self.table), "samples": self.samples, "skipped": self.skipped,
-                "created": self.created, "expired": self.expired, "evicted": self.evicted, "refused": self.refused,
-                "exporters": len(self.by_exporter)}
+    def stats(self) -> "TrackerStats":
+        """Tracker counters (published as connection-statistics, used by benchmarks)."""
+        return TrackerStats(len(self.table), self.samples, self.skipped, self.created, self.expired, self.evicted,
+                            self.refused, len(self.by_exporter))
+
+
+@dataclass(frozen=True)
+class TrackerStats:
+    """The tracker's counters; ``as_leaves()`` gives the YANG connection-statistics leaves."""
+
+    connections: int
+    samples: int      # observations accounted
+    skipped: int      # observations without ports for a ported protocol (header cut short)
+    created: int      # entries created
+    expired: int      # entries removed after their idle timeout
+    evicted: int      # entries displaced because the table (or their exporter's quota) was full
+    refused: int      # new entries refused: the table was full and their exporter held none
+    exporters: int    # exporters holding entries
+
+    def as_leaves(self) -> dict[str, int]:
+        return {"connections": self.connections, "samples": self.samples, "skipped": self.skipped,
+                "created": self.created, "expired": self.expired, "evicted": self.evicted,
+                "refused": self.refused, "exporters": self.exporters}

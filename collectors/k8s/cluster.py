@@ -3,9 +3,10 @@
 :class:`ClusterConnection` is the watch :class:`~collectors.k8s.watcher.Handler`
 for every resource of one cluster.  It keeps a small projection of each
 object (never the raw pods), turns events into datastore rows (connection
-state, vPorts through the manager's shared :class:`~collectors.k8s.vports.IpTable`,
-services, CNI) and time-machine records, synchronously in the event loop,
-so an event is in the datastore as soon as its line is parsed.
+state, vPorts through the shared arbitration, services, CNI) and
+time-machine records, synchronously in the event loop, so an event is in
+the datastore as soon as its line is parsed.  It writes only through its
+:class:`~collectors.k8s.sink.ClusterSink`.
 """
 from __future__ import annotations
 
@@ -13,17 +14,16 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+
+from core import schema_paths
+from core.times import format_rfc3339
 
 from . import cni
 from .kubeconfig import KubeClient, KubeconfigError, open_client
 from .services import ServiceIndex, member_record
-from .vports import PodView, pod_view, rfc3339
+from .sink import ClusterSink
+from .vports import PodView, pod_view
 from .watcher import Backoff, Resource, Watcher
-from agent.datastore import schema_paths
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .manager import K8sManager
 
 __all__ = ["ClusterConnection", "CONNECTION_STATE", "CNI_PATH", "SERVICE_PATH", "VPORT_PATH",
            "CORE_RESOURCES", "CNI_RESOURCES"]
@@ -57,8 +57,8 @@ def _meta(obj: dict) -> dict:
 class ClusterConnection:
     """Watchers and derived state of one cluster."""
 
-    def __init__(self, manager: "K8sManager", name: str, config: dict) -> None:
-        self.manager = manager
+    def __init__(self, sink: ClusterSink, name: str, config: dict) -> None:
+        self.sink = sink
         self.name = name
         self.config = dict(config)
         self.client: KubeClient | None = None
@@ -121,21 +121,21 @@ class ClusterConnection:
                 pass
 
     async def _run(self) -> None:
-        mgr = self.manager
+        sink = self.sink
         backoff = Backoff(1.0, 60.0)
         while True:
             self.status = "connecting"
             self._write_state()
             try:
                 self._kubeconfig_mtime = _mtime(self.config["kube-config"])
-                self.client = await open_client(self.config["kube-config"], mgr.data_dir / "credentials" / self.name)
+                self.client = await open_client(self.config["kube-config"], sink.credentials_dir / self.name)
                 break
             except KubeconfigError as exc:
                 self._set_error(str(exc), status="error")
                 log.warning("k8s connection %s: %s", self.name, exc)
                 await asyncio.sleep(backoff.next_delay())  # the file may be fixed in place
         self.api_server = self.client.server
-        opts = mgr.watch_options
+        opts = sink.watch_options
         for resource in (*CORE_RESOURCES, *CNI_RESOURCES):
             watcher = Watcher(self.client.api, resource, self, redact=self.client.redact,
                               backoff=Backoff(opts.get("backoff_base", 0.5), opts.get("backoff_cap", 30.0)),
@@ -206,11 +206,11 @@ class ClusterConnection:
                "pod-count": len(self.pods), "service-count": len(self.services.services),
                "node-count": len(self.nodes), "events": self.events}
         if self.last_sync is not None:
-            row["last-sync"] = rfc3339(self.last_sync)
+            row["last-sync"] = format_rfc3339(self.last_sync)
         return row
 
     def _write_state(self) -> None:
-        self.manager.ds.state.upsert(CONNECTION_STATE, (self.name,), self.state_row())
+        self.sink.state.upsert(CONNECTION_STATE, (self.name,), self.state_row())
         self._state_dirty = False
 
     def flush_state(self, force: bool = False) -> None:
@@ -221,7 +221,7 @@ class ClusterConnection:
     # ------------------------------------------------------------------ handler
 
     def on_list(self, resource: Resource, items: list[dict]) -> None:
-        with self.manager.batch():       # one feed batch per (re-)list
+        with self.sink.batch():       # one feed batch per (re-)list
             self._on_list(resource, items)
 
     def _on_list(self, resource: Resource, items: list[dict]) -> None:
@@ -292,12 +292,12 @@ class ClusterConnection:
         for uid in [u for u in self.pods if u not in seen]:
             self._drop_pod(uid, now)
         # records left open by an earlier run of the agent for pods that are gone now
-        history = self.manager.history
+        history = self.sink.history
         held = {(ip, v.uid) for v in self.pods.values() if v.holds_ips for ip in v.ips}
         for ip, uid in history.open_members("pod", self.name):
             if (ip, uid) not in held:
                 history.end("pod", self.name, ip, uid, now)
-        shown = self.manager.shown_cluster
+        shown = self.sink.shown_cluster
         for ip, _ in history.open_members("vport", self.name):
             if shown(ip) != self.name:
                 history.end("vport", self.name, ip, "", now)
@@ -305,26 +305,26 @@ class ClusterConnection:
     def _set_pod(self, view: PodView, now: float) -> None:
         old = self.pods.get(view.uid)
         self.pods[view.uid] = view
-        history = self.manager.history
+        history = self.sink.history
         new_ips = view.ips if view.holds_ips else ()
         if old is not None and old.holds_ips:
             for ip in old.ips:
                 if ip not in new_ips:
                     history.end("pod", self.name, ip, view.uid, now)
-                    self.manager.release_ip(ip, self.name, view.uid, now)
+                    self.sink.release_ip(ip, self.name, view.uid, now)
         summary = view.summary()
         for ip in new_ips:
             history.set("pod", self.name, ip, view.uid, summary, now)
             if self.create_vport:
-                self.manager.claim_ip(ip, self.name, view, now)
+                self.sink.claim_ip(ip, self.name, view, now)
 
     def _drop_pod(self, uid: str, now: float) -> None:
         old = self.pods.pop(uid, None)
         if old is None:
             return
         for ip in old.ips:
-            self.manager.history.end("pod", self.name, ip, uid, now)
-            self.manager.release_ip(ip, self.name, uid, now)
+            self.sink.history.end("pod", self.name, ip, uid, now)
+            self.sink.release_ip(ip, self.name, uid, now)
 
     def set_create_vport(self, enabled: bool) -> None:
         """Claim or release every pod IP when create-vport changes."""
@@ -336,9 +336,9 @@ class ClusterConnection:
             if view.holds_ips:
                 for ip in view.ips:
                     if enabled:
-                        self.manager.claim_ip(ip, self.name, view, now)
+                        self.sink.claim_ip(ip, self.name, view, now)
                     else:
-                        self.manager.release_ip(ip, self.name, view.uid, now)
+                        self.sink.release_ip(ip, self.name, view.uid, now)
 
     # ------------------------------------------------------------------ services
 
@@ -350,7 +350,7 @@ class ClusterConnection:
             self._write_service(*key, now)
         for ns, name in [k for k in self.services.services if k not in seen]:
             self._drop_service(ns, name, now)
-        history = self.manager.history
+        history = self.sink.history
         for key, _ in history.open_members("service", self.name):
             if tuple(key.split("/", 1)) not in seen:
                 history.end("service", self.name, key, "", now)
@@ -365,7 +365,7 @@ class ClusterConnection:
                 affected.add(key)
         for key in affected:
             self._write_members(*key, now)
-        history = self.manager.history
+        history = self.sink.history
         for key, member in history.open_members("member", self.name):
             ns, _, name = key.partition("/")
             if member not in self._members.get((ns, name), ()):
@@ -376,13 +376,13 @@ class ClusterConnection:
         if row is None:
             return
         row = {"cluster-name": self.name, "namespace": ns, "name": name, **row}
-        self.manager.ds.state.upsert(SERVICE_PATH, (self.name, ns, name), row)
-        self.manager.history.set("service", self.name, f"{ns}/{name}", "", row, now)
+        self.sink.state.upsert(SERVICE_PATH, (self.name, ns, name), row)
+        self.sink.history.set("service", self.name, f"{ns}/{name}", "", row, now)
 
     def _drop_service(self, ns: str, name: str, now: float) -> None:
         if self.services.drop_service(ns, name):
-            self.manager.ds.state.delete(SERVICE_PATH, (self.name, ns, name))
-            self.manager.history.end("service", self.name, f"{ns}/{name}", "", now)
+            self.sink.state.delete(SERVICE_PATH, (self.name, ns, name))
+            self.sink.history.end("service", self.name, f"{ns}/{name}", "", now)
 
     def _write_members(self, ns: str, name: str, now: float) -> None:
         members = self.services.backends(ns, name)
@@ -390,7 +390,7 @@ class ClusterConnection:
         before = self._members.get((ns, name), frozenset())
         if current == before:
             return
-        history = self.manager.history
+        history = self.sink.history
         for member in before - current:
             history.end("member", self.name, f"{ns}/{name}", member, now)
         for member in current - before:
@@ -455,27 +455,26 @@ class ClusterConnection:
             return
         self.cni_info = info
         row = {"cluster-name": self.name, **info.row()}
-        self.manager.ds.state.upsert(CNI_PATH, (self.name,), row)
-        self.manager.history.set("cni", self.name, "", "", row, time.time())
+        self.sink.state.upsert(CNI_PATH, (self.name,), row)
+        self.sink.history.set("cni", self.name, "", "", row, time.time())
 
     # ------------------------------------------------------------------ removal
 
     def purge(self) -> None:
         """Remove every row this connection produced (its connection was deleted or moved)."""
         now = time.time()
-        ds = self.manager.ds
         for uid in list(self.pods):
             self._drop_pod(uid, now)
         for ns, name in list(self.services.services):
             self._drop_service(ns, name, now)
         for ns, name in list(self._members):
             for member in self._members[(ns, name)]:
-                self.manager.history.end("member", self.name, f"{ns}/{name}", member, now)
+                self.sink.history.end("member", self.name, f"{ns}/{name}", member, now)
         self._members.clear()
         if self.cni_info is not None:
-            ds.state.delete(CNI_PATH, (self.name,))
+            self.sink.state.delete(CNI_PATH, (self.name,))
             self.cni_info = None
-        self.manager.history.end_cluster(self.name, now)
+        self.sink.history.end_cluster(self.name, now)
         self.nodes.clear()
 
 

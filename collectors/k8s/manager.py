@@ -1,6 +1,6 @@
 """K8sManager: the producer the agent runs for Kubernetes connections.
 
-It follows the running config (``ds.on_config``): for each connection in
+It follows the running config (``ConfigFollower.on_config``): for each connection in
 ``kubefabric-k8s:k8s/connection`` that is enabled and owned by this node
 (``owner`` unset means this node) it runs a
 :class:`~collectors.k8s.cluster.ClusterConnection`; connections owned by
@@ -17,21 +17,25 @@ four connections run (the YANG list allows four).
 
 The manager owns the pieces shared by all connections: the vPort
 arbitration table (one IP may be claimed by several pods; see
-:mod:`collectors.k8s.vports`), the :class:`~collectors.k8s.history.HistoryStore`
-(also published as ``ds.history``), and the periodic jobs (history flush
-every 0.25 s and retention hourly, both in a worker thread; counters once
-a second).
+:mod:`collectors.k8s.vports`), the writes into the time machine
+(``HistoryWriter``; the core flushes it), the connection-state counters
+(once a second) and, on a replicated fabric, the takeover of connections
+whose owner stays offline (:mod:`collectors.k8s.ownership`).  Each
+connection sees the manager only as its :class:`~collectors.k8s.sink.ClusterSink`.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from pathlib import Path
+from typing import Any, ContextManager
+
+from core.ports.fabric import FabricMembership
+from core.ports.history import HistoryWriter
+from core.ports.state import ConfigFollower, ConfigWriter, StateWriter, Unsubscribe
 
 from .cluster import CONNECTION_STATE, VPORT_PATH, ClusterConnection
-from .history import HistoryStore
+from .ownership import OwnerTakeover
 from .vports import IpTable, PodView
 
 __all__ = ["K8sManager", "MAX_CONNECTIONS"]
@@ -43,52 +47,63 @@ K8S_TOP = "kubefabric-k8s:k8s"
 
 
 class K8sManager:
-    """Runs this node's Kubernetes connections and feeds the datastore.
+    """Runs this node's Kubernetes connections and feeds the datastore (implements ``ClusterSink``).
 
-    ``K8sManager(ds, data_dir, retention_days=30)``; ``await start()``,
-    ``await stop()``.  ``watch_options`` (keyword arguments of
+    ``K8sManager(state, config, history, node_name, data_dir)``; ``await
+    start()``, ``await stop()``.  With ``membership`` and ``writer`` on a
+    replicated fabric it also takes over connections of owners offline for
+    ``owner_grace`` seconds.  ``watch_options`` (keyword arguments of
     :class:`~collectors.k8s.watcher.Watcher`, plus ``backoff_base`` and
     ``backoff_cap``) tune timeouts; tests shorten them.
     """
 
-    def __init__(self, ds, data_dir: Path, retention_days: float = 30, *,
-                 watch_options: dict | None = None, flush_interval: float = 0.25,
-                 retention_interval: float = 3600.0, history_max_bytes: int | None = None) -> None:
-        self.ds = ds
-        self.node_name = str(getattr(ds, "node_name", "") or "")
+    def __init__(self, state: StateWriter, config: ConfigFollower, history: HistoryWriter, node_name: str,
+                 data_dir: Path, *, membership: FabricMembership | None = None, writer: ConfigWriter | None = None,
+                 owner_grace: float = 10.0, watch_options: dict | None = None,
+                 state_interval: float = 1.0) -> None:
+        self.state = state
+        self.config = config
+        self.history = history
+        self.node_name = node_name
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.history = HistoryStore(self.data_dir / "k8s-history.sqlite3", retention_days, history_max_bytes)
-        self.watch_options = dict(watch_options or {})
-        self.flush_interval = flush_interval
-        self.retention_interval = retention_interval
+        self.credentials_dir = self.data_dir / "credentials"
+        self.watch_options: dict[str, Any] = dict(watch_options or {})
+        self.state_interval = state_interval
         self.connections: dict[str, ClusterConnection] = {}
         self.ip_table = IpTable()
+        self.takeover = (OwnerTakeover(membership, config, writer, owner_grace)
+                         if membership is not None and writer is not None and membership.replicated else None)
         self._shown: dict[str, str] = {}          # ip -> cluster whose vPort row is shown
         self._config: dict[str, dict] = {}
         self._states: dict[str, str] = {}         # cluster -> status written for non-running connections
         self._tasks: list[asyncio.Task] = []
-        self._reconcile_lock = asyncio.Lock()
         self._pending_config: dict | None = None
         self._reconcile_task: asyncio.Task | None = None
+        self._unsubscribe: Unsubscribe | None = None
         self._started = False
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Publish the history store, follow the config and start periodic jobs."""
+        """Follow the config, start the counters job (and the owner takeover)."""
         if self._started:
             return
         self._started = True
-        self.ds.history = self.history
-        self._tasks = [asyncio.create_task(self._flusher(), name="k8s-history-flush"),
-                       asyncio.create_task(self._retention(), name="k8s-history-retention")]
-        self.ds.on_config(self._on_config)
+        self._tasks = [asyncio.create_task(self._state_ticker(), name="k8s-state")]
+        self._unsubscribe = self.config.on_config(self._on_config)
+        if self.takeover is not None:
+            self.takeover.start()
         await self.settle()
 
     async def stop(self) -> None:
-        """Stop every watcher and periodic job; flush and close the history."""
+        """Stop every watcher and periodic job."""
         self._started = False
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.takeover is not None:
+            await self.takeover.stop()
         for task in self._tasks:
             task.cancel()
         if self._reconcile_task is not None:
@@ -101,9 +116,6 @@ class K8sManager:
         self._tasks = []
         for conn in list(self.connections.values()):
             await conn.stop()
-        if getattr(self.ds, "history", None) is self.history:
-            self.ds.history = None       # faces answer "no history store" rather than touch a closed one
-        self.history.close()
 
     async def settle(self) -> None:
         """Wait until the last config change has been applied."""
@@ -131,7 +143,6 @@ class K8sManager:
             name = entry.get("cluster-name")
             if name:
                 wanted[str(name)] = dict(entry)
-        ds = self.ds
         # deleted connections
         for name in [n for n in self._config if n not in wanted]:
             conn = self.connections.pop(name, None)
@@ -139,7 +150,7 @@ class K8sManager:
                 await conn.stop()
                 conn.purge()
             self._states.pop(name, None)
-            ds.state.delete(CONNECTION_STATE, (name,))
+            self.state.delete(CONNECTION_STATE, (name,))
         self._config = wanted
         local = 0
         for name in sorted(wanted):
@@ -185,12 +196,13 @@ class K8sManager:
         if status == "remote":
             row["last-error"] = ""
         self._states[name] = status
-        self.ds.state.upsert(CONNECTION_STATE, (name,), row)
+        self.state.upsert(CONNECTION_STATE, (name,), row)
 
-    def batch(self):
-        """The datastore's change batch when it has one (publishes a re-list as one feed batch)."""
-        batch = getattr(self.ds.state, "batch", None)
-        return batch() if batch is not None else contextlib.nullcontext()
+    # ------------------------------------------------------------------ ClusterSink
+
+    def batch(self) -> ContextManager[None]:
+        """The state port's batch (publishes a re-list as one feed batch)."""
+        return self.state.batch()
 
     # ------------------------------------------------------------------ vPorts
 
@@ -214,14 +226,14 @@ class K8sManager:
         if winner is None:
             if previous is not None:
                 del self._shown[ip]
-                self.ds.state.delete(VPORT_PATH, (ip,))
+                self.state.delete(VPORT_PATH, (ip,))
                 self.history.end("vport", previous, ip, "", now)
             return
         row = winner.row(ip, self.node_name)
         if previous is not None and previous != winner.cluster:
             self.history.end("vport", previous, ip, "", now)
         self._shown[ip] = winner.cluster
-        self.ds.state.upsert(VPORT_PATH, (ip,), row)
+        self.state.upsert(VPORT_PATH, (ip,), row)
         self.history.set("vport", winner.cluster, ip, "", row, now)
 
     # ------------------------------------------------------------------ queries
@@ -238,31 +250,13 @@ class K8sManager:
 
     # ------------------------------------------------------------------ periodic jobs
 
-    async def _flusher(self) -> None:
-        tick = 0
+    async def _state_ticker(self) -> None:
+        """Write the connections' counters when they moved, once a ``state_interval``."""
         while True:
-            await asyncio.sleep(self.flush_interval)
-            tick += 1
-            try:
-                # in a worker thread: SQLite releases the GIL, and a WAL checkpoint's fsync
-                # must never stall watch events; chunks keep each transaction short
-                while await asyncio.to_thread(self.history.flush, 2000) == 2000:
-                    pass
-            except Exception:
-                log.exception("k8s: history flush failed")
-            if tick * self.flush_interval >= 1.0:
-                tick = 0
-                for conn in list(self.connections.values()):
-                    if conn.running:
+            await asyncio.sleep(self.state_interval)
+            for conn in list(self.connections.values()):
+                if conn.running:
+                    try:
                         conn.flush_state()
-
-    async def _retention(self) -> None:
-        while True:
-            try:
-                removed = await asyncio.to_thread(self.history.enforce_retention, time.time())
-                if removed:
-                    log.info("k8s history: removed %d records older than %g days", removed,
-                             self.history.retention_days)
-            except Exception:
-                log.exception("k8s: history retention failed")
-            await asyncio.sleep(self.retention_interval)
+                    except Exception:
+                        log.exception("k8s: writing the state of %s failed", conn.name)

@@ -30,12 +30,12 @@ import ipaddress
 import time
 from sys import intern
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Mapping
 
+from core.times import format_rfc3339, try_parse_rfc3339
+
 __all__ = ["VPORT_VLAN", "VPORT_STATUS", "TERMINAL_PHASES", "PodView", "Claim", "IpTable",
-           "dummy_mac", "pod_view", "rfc3339", "parse_k8s_time"]
+           "dummy_mac", "pod_view"]
 
 VPORT_VLAN = 4090
 VPORT_STATUS = "host,pod,k8s"
@@ -51,27 +51,6 @@ def dummy_mac(ip: str) -> str:
         return f"88:88:88:{b:02x}:{c:02x}:{d:02x}"
     low = int(ipaddress.ip_address(ip)) & 0xFFFFFF
     return f"88:88:88:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}"
-
-
-@lru_cache(maxsize=4096)
-def rfc3339(t: float) -> str:
-    """Epoch seconds -> ``2026-11-22T12:00:00.123Z`` (yang:date-and-time).
-
-    Cached: a re-list stamps thousands of rows with one time, and pods
-    started in the same second share their first-seen.
-    """
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def parse_k8s_time(text: str | None) -> float | None:
-    """Kubernetes ``2026-11-22T12:00:00Z`` -> epoch seconds; None when absent or malformed."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass(slots=True)
@@ -123,8 +102,8 @@ def pod_view(pod: Mapping) -> PodView:
         host_network=bool(spec.get("hostNetwork")),
         node_ip=intern(str(status.get("hostIP") or "")),
         ips=ips,
-        created=parse_k8s_time(meta.get("creationTimestamp")) or 0.0,
-        start=parse_k8s_time(status.get("startTime")),
+        created=try_parse_rfc3339(meta.get("creationTimestamp")) or 0.0,
+        start=try_parse_rfc3339(status.get("startTime")),
         deleting=bool(meta.get("deletionTimestamp")),
     )
 
@@ -150,8 +129,8 @@ class Claim:
             "ip": ip, "owner": owner, "mac": dummy_mac(ip), "vlan": VPORT_VLAN, "svc-name": self.cluster,
             "hostname": p.node, "entity": p.name, "power": p.phase, "portgroup": p.labels,
             "status": VPORT_STATUS, "namespace": p.namespace, "node-ip": p.node_ip,
-            "host-network": p.host_network, "first-seen": rfc3339(self.first_seen),
-            "last-seen": rfc3339(self.last_seen),
+            "host-network": p.host_network, "first-seen": format_rfc3339(self.first_seen),
+            "last-seen": format_rfc3339(self.last_seen),
         }
 
 

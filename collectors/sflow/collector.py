@@ -2,7 +2,9 @@
 
 Receives sFlow v5 over UDP, decodes each datagram (``decode_datagram``,
 with the VXLAN ports from config plus those learned from detected CNIs),
-keeps per-exporter statistics, and feeds the connection tracker.
+keeps per-exporter statistics, and hands flow observations to a
+``FlowSink`` (the connection table, wired by ``agent.runtime``; the
+collector does not know what consumes them).
 
 * Reception: a non-blocking UDP socket with a large receive buffer, read by
   the event loop (``add_reader``) until it would block, so one wake-up
@@ -11,11 +13,11 @@ keeps per-exporter statistics, and feeds the connection tracker.
   seconds of traffic, the delay is invisible in flow data).  With ``workers > 1`` the port is served instead by that
   many ``SO_REUSEPORT`` worker processes (:mod:`collectors.sflow.workers`)
   that decode and send compact batches to this process.
-* Config (``ds.on_config``): ``kubefabric-sflow:sflow-collector`` enable,
-  vxlan-port, geneve-port; ``kubefabric-connection:connection-stats-settings``
-  for the tracker; the k8s connection with overlay-vxlan-analytics for
-  attribution.  The listening address is the command line's: the ``port``
-  leaf is the fabric default a deployment tool reads, not re-bound live.
+* Config (``ConfigFollower.on_config``): ``kubefabric-sflow:sflow-collector``
+  enable, vxlan-port, geneve-port.  The listening address is the command
+  line's: the ``port`` leaf is the fabric default a deployment tool reads,
+  not re-bound live.  Observations are built only while the sink is
+  ``accepting`` (connection-stats-settings enable).
 * CNI rows (``/kubefabric-k8s:k8s/cni`` udp-port, followed on the feed) add
   their VXLAN ports to the configured ones.
 * Statistics are SAMPLE data: counters change per datagram but reach the
@@ -32,15 +34,15 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Any
 
-from collectors.conntrack.table import ConnectionTable
-from collectors.conntrack.tracker import samples_from_datagram
+from core import schema_paths
+from core.ports.flows import FlowSink
+from core.ports.state import ChangeSource, ConfigFollower, StateWriter, Unsubscribe
 
 from .decoder import decode_datagram
+from .producer import observations_from_datagram
 from .stats import CollectorStats
 from .workers import WorkerPool, bind_udp
-from agent.datastore import schema_paths
 
 __all__ = ["SflowCollector", "parse_addr", "DEFAULT_PORT", "STATS_PATH", "EXPORTER_PATH", "CNI_PATH"]
 
@@ -79,16 +81,20 @@ def parse_addr(addr: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
 
 
 class SflowCollector:
-    """``SflowCollector(ds, addr="0.0.0.0:6343", workers=1)``; ``await start()``, ``await stop()``, ``address``.
+    """``SflowCollector(state, config, feed, sink, addr="0.0.0.0:6343", workers=1)``; ``await start()``,
+    ``await stop()``, ``address``.
 
-    ``stats`` (:class:`~collectors.sflow.stats.CollectorStats`) and
-    ``table`` (:class:`~collectors.conntrack.table.ConnectionTable`, whose
-    ``tracker`` holds the entries) are public for tests and metrics.
+    ``stats`` (:class:`~collectors.sflow.stats.CollectorStats`) is public for
+    tests; ``sink`` receives the flow observations (None: decode and count only).
     """
 
-    def __init__(self, ds: Any, addr: str = f"0.0.0.0:{DEFAULT_PORT}", workers: int = 1, *,
+    def __init__(self, state: StateWriter, config: ConfigFollower, feed: ChangeSource, sink: FlowSink | None = None,
+                 addr: str = f"0.0.0.0:{DEFAULT_PORT}", workers: int = 1, *,
                  stats_interval: float = 1.0, publish_interval: float = 0.25, read_pause: float = 0.002) -> None:
-        self.ds = ds
+        self.state = state
+        self.config = config
+        self.feed = feed
+        self.sink = sink
         self.host, self.port = parse_addr(addr)
         self.workers = max(1, int(workers or 1))
         self.stats_interval = stats_interval
@@ -96,8 +102,8 @@ class SflowCollector:
         self.read_pause = read_pause
         self._reading = False
         self.stats = CollectorStats()
-        self.table = ConnectionTable(ds)
         self.enabled = True
+        self._tracking = False
         self.vxlan_ports: frozenset[int] = frozenset(DEFAULT_VXLAN_PORTS)
         self.geneve_port = DEFAULT_GENEVE_PORT
         self._config_ports: frozenset[int] = frozenset(DEFAULT_VXLAN_PORTS)
@@ -106,7 +112,7 @@ class SflowCollector:
         self._pool: WorkerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
-        self._unsubscribe = None
+        self._unsubscribe: list[Unsubscribe] = []
         self._errors = 0
         self._stopped = False
 
@@ -133,15 +139,15 @@ class SflowCollector:
         return self._pool.restarts if self._pool is not None else 0
 
     @property
-    def tracker(self):
-        """The connection tracker."""
-        return self.table.tracker
+    def tracking(self) -> bool:
+        """Whether observations are being built for the sink now."""
+        return self.sink is not None and self.sink.accepting
 
     async def start(self) -> None:
         """Bind the port (or start the workers) and begin publishing."""
         self._loop = asyncio.get_running_loop()
-        self.ds.on_config(self._on_config)
-        self._unsubscribe = self.ds.feed.subscribe(self._on_changes)
+        self._tracking = self.tracking
+        self._unsubscribe = [self.config.on_config(self._on_config), self.feed.subscribe(self._on_changes)]
         self._learn_cni_ports()
         try:
             if self.workers == 1:
@@ -153,9 +159,9 @@ class SflowCollector:
                 await self._start_workers()
         except BaseException:
             self._stopped = True
-            self._unsubscribe()
-            self._unsubscribe = None
-            self.table.close()
+            for unsubscribe in self._unsubscribe:
+                unsubscribe()
+            self._unsubscribe = []
             raise
         self._task = asyncio.create_task(self._publisher(), name="sflow-publisher")
         log.info("sFlow collector on %s (%d worker%s), VXLAN ports %s", self.address, self.workers,
@@ -167,7 +173,7 @@ class SflowCollector:
         probe = bind_udp(self.host, self.port, reuseport=True)
         self.port = probe.getsockname()[1]
         self._pool = WorkerPool(self.host, self.port, self.workers, self._on_batch, self.vxlan_ports,
-                                self.geneve_port, self.table.enabled)
+                                self.geneve_port, self._tracking)
         try:
             await self._pool.start(self._loop)
         except BaseException:
@@ -199,25 +205,26 @@ class SflowCollector:
         if self._pool is not None:
             await self._pool.stop()
             self._pool = None
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
         try:
             self.flush()
         except Exception:
             log.exception("final sFlow flush failed")
-        self.table.close()
 
     # ------------------------------------------------------------------ config
     def _on_config(self, running: dict) -> None:
-        if self._stopped:  # the datastore has no way to unregister a config listener
+        if self._stopped:
             return
         sflow = running.get(SFLOW_TOP) or {}
         self.enabled = bool(sflow.get("enable", True))
         ports = sflow.get("vxlan-port")
         self._config_ports = frozenset(int(p) for p in (DEFAULT_VXLAN_PORTS if ports is None else ports))
         self.geneve_port = int(sflow.get("geneve-port", DEFAULT_GENEVE_PORT))
-        self.table.configure(running)
+        # the sink follows the same config (agent.runtime starts it first, so it has applied this change):
+        # tell the workers at once whether to build observations
+        self._tracking = self.tracking
         self._ports_changed()
 
     def _on_changes(self, changes: list) -> None:
@@ -228,7 +235,7 @@ class SflowCollector:
 
     def _learn_cni_ports(self) -> None:
         ports = set()
-        for row in self.ds.state.entries(CNI_PATH).values():
+        for row in self.state.entries(CNI_PATH).values():
             port = row.get("udp-port")
             if port:
                 ports.add(int(port))
@@ -241,7 +248,15 @@ class SflowCollector:
             log.info("sFlow: decoding VXLAN on UDP ports %s", sorted(ports))
         self.vxlan_ports = ports
         if self._pool is not None:
-            self._pool.configure(self.vxlan_ports, self.geneve_port, self.table.enabled)
+            self._pool.configure(self.vxlan_ports, self.geneve_port, self._tracking)
+
+    def _check_tracking(self) -> None:
+        """Follow the sink's ``accepting`` (it changes with its own config); tell the workers."""
+        tracking = self.tracking
+        if tracking != self._tracking:
+            self._tracking = tracking
+            if self._pool is not None:
+                self._pool.configure(self.vxlan_ports, self.geneve_port, tracking)
 
     # ------------------------------------------------------------------ reception
     def _readable(self) -> None:
@@ -284,10 +299,9 @@ class SflowCollector:
             dg = decode_datagram(data, self.vxlan_ports, self.geneve_port)
             self.stats.account(dg.agent or None, dg.sub_agent_id, dg.sequence, dg.uptime, len(dg.samples),
                                dg.malformed is not None, t)
-            if self.table.enabled:
-                observe = self.table.tracker.observe
-                for sample in samples_from_datagram(dg, t):
-                    observe(*sample)
+            sink = self.sink
+            if sink is not None and sink.accepting:
+                sink.observe(observations_from_datagram(dg, t))
         except Exception:  # the decoder never raises; this guards everything after it
             self._errors += 1
             self.stats.account(None, 0, 0, 0, 0, True, t)
@@ -303,10 +317,9 @@ class SflowCollector:
         now = time.time()
         for agent, sub, seq, uptime, n, malformed in stats:
             account(agent, sub, seq, uptime, n, malformed, now)
-        if samples and self.table.enabled:
-            observe = self.table.tracker.observe
-            for sample in samples:
-                observe(*sample)
+        sink = self.sink
+        if samples and sink is not None and sink.accepting:
+            sink.observe(samples)
 
     # ------------------------------------------------------------------ publishing
     async def _publisher(self) -> None:
@@ -315,8 +328,7 @@ class SflowCollector:
             await asyncio.sleep(self.publish_interval)
             now = time.time()
             try:
-                if self.table.enabled:
-                    self.table.flush(now)
+                self._check_tracking()
                 if now >= next_stats:
                     next_stats = now + self.stats_interval
                     self.flush_stats()
@@ -329,14 +341,12 @@ class SflowCollector:
         if not stats.dirty:
             return
         stats.dirty = False
-        state = self.ds.state
+        state = self.state
         with state.batch():
             state.merge(STATS_PATH, (), stats.totals())
             for exporter in stats.take_dirty():
                 state.merge(EXPORTER_PATH, (exporter.agent, exporter.sub_agent_id), exporter.row())
 
     def flush(self) -> None:
-        """Write counters and connection rows now (tests, stop)."""
+        """Write the counters now (tests, stop)."""
         self.flush_stats()
-        if self.table.enabled:
-            self.table.flush()

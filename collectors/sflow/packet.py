@@ -73,7 +73,8 @@ _COMPILED: Final = __name__.startswith("collectors.sflow._fast.")
 _PARSED_PACKET: Final = ParsedPacket  # compiled: a C static instead of a lookup in this module's globals
 
 
-def make_packet(encapsulation, vni, truncated, truncated_in, options_length, outer, inner) -> ParsedPacket:
+def make_packet(encapsulation: str, vni: int | None, truncated: bool, truncated_in: str | None,
+                options_length: int | None, outer: tuple, inner: tuple) -> ParsedPacket:
     """Assemble a ParsedPacket from the tunnel facts and two 12-field layer tuples."""
     return _new(ParsedPacket, (encapsulation, vni, truncated, truncated_in, options_length) + outer + inner)
 

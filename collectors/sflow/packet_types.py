@@ -1,16 +1,15 @@
 """The result type of the sampled-header dissection: ``ParsedPacket`` and ``Layers``.
 
-Kept apart from ``packet.py`` because these are tuple subclasses with
-generated properties, which mypyc does not compile: ``packet.py`` (and the
-rest of the hot path) may run compiled (``collectors/sflow/_fast``) while
-this module always runs as plain Python, so the compiled and the pure-Python
-decoder return the very same ``ParsedPacket`` class.  Import these names from
+Kept apart from ``packet.py`` because these are NamedTuple classes, which
+this project does not compile: ``packet.py`` (and the rest of the hot path)
+may run compiled (``collectors/sflow/_fast``) while this module always runs
+as plain Python, so the compiled and the pure-Python decoder return the very
+same ``ParsedPacket`` class.  Import these names from
 ``collectors.sflow.packet``, which re-exports them.
 """
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import NamedTuple
 
 __all__ = ["LAYER_FIELDS", "NO_LAYERS", "PACKET_FIELDS", "Layers", "ParsedPacket"]
@@ -64,38 +63,59 @@ PACKET_FIELDS = (
     *LAYER_FIELDS,
     *("inner_" + name for name in LAYER_FIELDS),
 )
-_OUTER = slice(5, 5 + len(LAYER_FIELDS))
-_INNER = slice(5 + len(LAYER_FIELDS), 5 + 2 * len(LAYER_FIELDS))
 
 
-class ParsedPacket(tuple):
+class ParsedPacket(NamedTuple):
     """The dissected sampled header: tunnel facts, outer stack, inner stack, flat.
 
-    Attributes are named by PACKET_FIELDS (``src_ip``, ``inner_src_ip``,
-    ``vni`` ...); ``outer`` and ``inner`` give the two stacks as ``Layers``.
-    Inner fields are None when there is no tunnel (or it was cut off).
+    Fields are PACKET_FIELDS, typed, so mypy (and mypyc, which reads them as
+    tuple items) checks every use; ``outer`` and ``inner`` give the two
+    stacks as ``Layers``.  Inner fields are None when there is no tunnel (or
+    it was cut off).  The dissector builds it positionally on its hot path
+    (``tuple.__new__``); tests hold PACKET_FIELDS, LAYER_FIELDS and these
+    fields to the same order.
     """
 
-    __slots__ = ()
+    encapsulation: str
+    vni: int | None
+    truncated: bool
+    truncated_in: str | None
+    tunnel_options_length: int | None
+    vlans: tuple | None
+    ethertype: int | None
+    ip_version: int | None
+    src_ip: bytes | None
+    dst_ip: bytes | None
+    protocol: int | None
+    src_port: int | None
+    dst_port: int | None
+    tcp_flags: int | None
+    icmp_type: int | None
+    icmp_code: int | None
+    fragment_offset: int | None
+    inner_vlans: tuple | None
+    inner_ethertype: int | None
+    inner_ip_version: int | None
+    inner_src_ip: bytes | None
+    inner_dst_ip: bytes | None
+    inner_protocol: int | None
+    inner_src_port: int | None
+    inner_dst_port: int | None
+    inner_tcp_flags: int | None
+    inner_icmp_type: int | None
+    inner_icmp_code: int | None
+    inner_fragment_offset: int | None
 
     @property
     def outer(self) -> Layers:
-        return Layers(*self[_OUTER])
+        return Layers._make(self[5:17])
 
     @property
     def inner(self) -> Layers | None:
-        fields = self[_INNER]
-        return None if fields == NO_LAYERS else Layers(*fields)
+        fields = self[17:29]
+        return None if fields == NO_LAYERS else Layers._make(fields)
 
     @property
     def vlan(self) -> int | None:
-        vlans = self[5]
+        vlans = self.vlans
         return vlans[0] if vlans else None
-
-    def __repr__(self) -> str:
-        return "ParsedPacket(" + ", ".join(f"{n}={v!r}" for n, v in zip(PACKET_FIELDS, self)) + ")"
-
-
-for _index, _name in enumerate(PACKET_FIELDS):
-    setattr(ParsedPacket, _name, property(itemgetter(_index)))
-del _index, _name

@@ -69,7 +69,7 @@ def iter_frames(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
     return _frames(data, _byte_order(data, os.fspath(path)), os.fspath(path))
 
 
-def _byte_order(data, name: str) -> str:
+def _byte_order(data: "bytes | mmap.mmap", name: str) -> str:
     """'>' or '<' for classic pcap, 'ng' for pcapng; PcapError for anything else."""
     if len(data) < 4:
         raise PcapError(f"{name}: not a pcap or pcapng capture (file is {len(data)} bytes long)")
@@ -84,11 +84,11 @@ def _byte_order(data, name: str) -> str:
     raise PcapError(f"{name}: not a pcap or pcapng capture (magic number 0x{magic_be:08x})")
 
 
-def _frames(data, order: str, name: str) -> Iterator[tuple[int, bytes]]:
+def _frames(data: "bytes | mmap.mmap", order: str, name: str) -> Iterator[tuple[int, bytes]]:
     return _iter_pcapng(data, name) if order == "ng" else _iter_pcap(data, order, name)
 
 
-def _iter_pcap(data, order: str, name: str) -> Iterator[tuple[int, bytes]]:
+def _iter_pcap(data: "bytes | mmap.mmap", order: str, name: str) -> Iterator[tuple[int, bytes]]:
     if len(data) < 24:
         raise PcapError(f"{name}: pcap file header is cut short ({len(data)} of 24 bytes)")
     (link_type,) = struct.unpack_from(order + "I", data, 20)
@@ -108,7 +108,7 @@ def _iter_pcap(data, order: str, name: str) -> Iterator[tuple[int, bytes]]:
         off += caplen
 
 
-def _iter_pcapng(data, name: str) -> Iterator[tuple[int, bytes]]:
+def _iter_pcapng(data: "bytes | mmap.mmap", name: str) -> Iterator[tuple[int, bytes]]:
     end = len(data)
     off = 0
     order = ">"
@@ -237,7 +237,7 @@ def iter_sflow_payloads(
     return _general_payloads(data, order, name, ports)
 
 
-def _general_payloads(data, order: str, name: str, ports: AbstractSet[int] | None) -> Iterator[bytes]:
+def _general_payloads(data: "bytes | mmap.mmap", order: str, name: str, ports: AbstractSet[int] | None) -> Iterator[bytes]:
     for link_type, frame in _frames(data, order, name):
         off = _ip_offset(link_type, frame)
         if off >= 0:
@@ -246,7 +246,7 @@ def _general_payloads(data, order: str, name: str, ports: AbstractSet[int] | Non
                 yield found[2]
 
 
-def _ethernet_pcap_payloads(data, order: str, name: str, ports: AbstractSet[int]) -> Iterator[bytes]:
+def _ethernet_pcap_payloads(data: "bytes | mmap.mmap", order: str, name: str, ports: AbstractSet[int]) -> Iterator[bytes]:
     """Classic pcap of Ethernet frames, the way tcpdump writes a collector's traffic.
 
     Untagged Ethernet + IPv4 without options + UDP is cut straight out of

@@ -27,9 +27,10 @@ and the exporter list stay bounded.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
-__all__ = ["ExporterStats", "CollectorStats", "MAX_GAP", "REORDER_WINDOW", "rfc3339"]
+from core.times import format_rfc3339
+
+__all__ = ["ExporterStats", "CollectorStats", "MAX_GAP", "REORDER_WINDOW"]
 
 #: A forward jump larger than this is an exporter restart, not loss.
 MAX_GAP = 1 << 20
@@ -40,12 +41,6 @@ REORDER_SECONDS = 2.0
 _MOD = 1 << 32
 #: Exporters (agent address, sub-agent id) with their own counters and statistics row.
 MAX_EXPORTERS = 4096
-
-
-def rfc3339(t: float) -> str:
-    """Epoch seconds -> ``2026-11-22T12:00:00.123Z`` (yang:date-and-time)."""
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 class ExporterStats:
@@ -104,7 +99,7 @@ class ExporterStats:
         if self.last_sequence is not None:
             row["last-sequence"] = self.last_sequence
         if self.last_seen:
-            row["last-seen"] = rfc3339(self.last_seen)
+            row["last-seen"] = format_rfc3339(self.last_seen)
         return row
 
 

@@ -7,7 +7,7 @@ the main process compact batches over a pipe:
 
     ("batch", stats, samples)
         stats:   [(agent or None, sub_agent_id, sequence, uptime, n_samples, malformed), ...]
-        samples: [tracker sample tuple, ...]   (only while tracking is on)
+        samples: [core.ports.flows.FlowObservation, ...]   (only while tracking is on)
 
 A batch leaves every ``BATCH_SECONDS`` or ``BATCH_DATAGRAMS`` datagrams,
 whichever comes first.  A worker drains its socket, then sleeps in
@@ -82,8 +82,8 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
     connection) and, when datagrams are back, rests ``read_pause`` so that
     each wake-up finds a batch rather than one datagram.
     """
-    from collectors.conntrack.tracker import samples_from_datagram
     from collectors.sflow.decoder import decode_datagram
+    from collectors.sflow.producer import observations_from_datagram
 
     sock = bind_udp(host, port, reuseport=True)
     conn.send(("ready", index, sock.getsockname()[1], os.getpid()))
@@ -110,7 +110,7 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
                 stats.append((dg.agent or None, dg.sub_agent_id, dg.sequence, dg.uptime, len(dg.samples),
                               dg.malformed is not None))
                 if track:
-                    samples += samples_from_datagram(dg, t)
+                    samples += observations_from_datagram(dg, t)
             except Exception:  # the decoder never raises; this guards the extraction
                 stats.append((None, 0, 0, 0, 0, True))
         now = monotonic()

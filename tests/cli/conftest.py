@@ -13,7 +13,7 @@ import pytest
 from agent.auth import Authenticator, User, UserEntry, hash_password
 from agent.cli.backend import DatastoreBackend
 from agent.cli.engine import Engine
-from agent.datastore import Datastore
+from core.datastore import Datastore
 from fabric_sync.embedded import EmbeddedFabricStore
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc).timestamp()

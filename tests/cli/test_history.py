@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.k8s.history import HistoryStore
+from core.history.store import HistoryStore
 
 from .conftest import NOW, fail, run
 
@@ -21,8 +21,9 @@ def history(ds, tmp_path):
     store.set("vport", "pluribus", "10.244.1.5", "", {**ROW_A, "hostname": "server3"}, t=NOW - 3600)
     store.end("vport", "pluribus", "10.244.2.7", "", t=NOW - 1800)
     store.flush()
-    ds.history = store
+    ds.history.attach(store)
     yield store
+    ds.history.detach()
     store.close()
 
 
@@ -59,7 +60,7 @@ async def test_changes_in_a_window(admin, history):
 
 async def test_without_a_history_store(admin):
     error = await fail(admin, "vport-history-show snapshot-time 1h")
-    assert error == "vport-history-show: this agent keeps no history (the Kubernetes collector is not running)"
+    assert error == "vport-history-show: this agent keeps no history (no time-machine store is running)"
 
 
 async def test_bad_snapshot_time(admin, history):

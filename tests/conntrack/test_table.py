@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import pytest
 
-from agent.datastore import Datastore
+from core.datastore import Datastore
 from collectors.conntrack.table import ConnectionTable
 from collectors.conntrack.tracker import CONNECTIONS_PATH
 from fabric_sync.embedded import EmbeddedFabricStore
 from tests.conntrack.sflowgen import ACK, SYN, tcp_frame, udp_frame, vxlan_frame
+from core.ports.history import Version
 from tests.conntrack.test_tracker import feed
+
+
+def make_table(ds, history=None, **options) -> ConnectionTable:
+    """The connection table on a datastore's ports, as agent.runtime wires it."""
+    return ConnectionTable(ds.state, ds, ds.feed, history, **options)
 
 VPORT = "/kubefabric-vport:vports/vport"
 SERVICE = "/kubefabric-k8s:k8s/service"
@@ -48,7 +54,7 @@ def rows(ds) -> dict:
 
 
 async def test_disabled_by_default_then_enabled_then_disabled_removes_rows(ds):
-    table = ConnectionTable(ds)
+    table = make_table(ds)
     table.configure(ds.config.full)
     assert table.enabled is False
     await configure(ds, table)
@@ -62,7 +68,7 @@ async def test_disabled_by_default_then_enabled_then_disabled_removes_rows(ds):
 
 
 async def test_one_feed_batch_per_flush_and_only_changed_rows(ds):
-    table = ConnectionTable(ds)
+    table = make_table(ds)
     await configure(ds, table)
     batches = []
     ds.feed.subscribe(lambda b: batches.append([c for c in b if c.path == CONNECTIONS_PATH]))
@@ -78,7 +84,7 @@ async def test_one_feed_batch_per_flush_and_only_changed_rows(ds):
 
 
 async def test_settings_bound_the_table_and_expire_rows(ds):
-    table = ConnectionTable(ds)
+    table = make_table(ds)
     await configure(ds, table, {"max-connections": 2, "idle-timeout": 30})
     for i in range(3):
         feed(table.tracker, tcp_frame(C, S, 40000 + i, 80, SYN), 100.0 + i)
@@ -89,7 +95,7 @@ async def test_settings_bound_the_table_and_expire_rows(ds):
 
 
 async def test_plain_flows_attributed_from_live_vports_and_cluster_ip_service(ds):
-    table = ConnectionTable(ds)
+    table = make_table(ds)
     await configure(ds, table)
     vport(ds, C, "client-7d9f", ns="shop")
     vport(ds, S, "web-0", ns="shop")
@@ -110,7 +116,7 @@ async def test_plain_flows_attributed_from_live_vports_and_cluster_ip_service(ds
 
 
 async def test_node_port_service(ds):
-    table = ConnectionTable(ds)
+    table = make_table(ds)
     await configure(ds, table)
     ds.state.upsert(SERVICE, ("k8s02", "default", "api"), {
         "type": "NodePort", "cluster-ips": ["10.96.5.5"], "node-ports": [30080], "ports": ["80/TCP->8080"],
@@ -122,7 +128,7 @@ async def test_node_port_service(ds):
 
 
 async def test_overlay_flows_attributed_only_with_overlay_vxlan_analytics(ds):
-    table = ConnectionTable(ds)
+    table = make_table(ds)
     await configure(ds, table, analytics=None)
     vport(ds, C, "client", cluster="k8s01")
     vport(ds, S, "server", cluster="k8s01")
@@ -144,45 +150,45 @@ async def test_overlay_flows_attributed_only_with_overlay_vxlan_analytics(ds):
 
 
 class FakeHistory:
-    """pod_at as collectors.k8s.history.HistoryStore answers it: the pod holding an IP at a time."""
+    """pods_at as core.history.store.HistoryStore answers it: the pod versions holding an IP at a time."""
 
     def __init__(self, records):
         self.records = records  # (ip, cluster, namespace, name, valid_from, valid_to or None)
         self.calls = 0
 
-    def pod_at(self, ip, t=None, cluster=None):
+    def pods_at(self, ip, t=None, cluster=None):
         self.calls += 1
         for rip, rcluster, ns, name, start, end in self.records:
             if rip == ip and (cluster is None or cluster == rcluster) and start <= t and (end is None or t < end):
-                return {"cluster": rcluster, "namespace": ns, "name": name, "uid": name, "node": "n1",
-                        "phase": "Running", "labels": "", "host-network": False,
-                        "valid_from": start, "valid_to": end}
-        return None
+                return [Version("pod", rcluster, ip, name, {"namespace": ns, "name": name, "uid": name, "node": "n1",
+                                                           "phase": "Running", "labels": "", "host-network": False},
+                                start, end)]
+        return []
 
 
 async def test_history_gives_the_pod_that_held_the_ip_when_the_connection_was_seen(ds):
-    table = ConnectionTable(ds)
-    await configure(ds, table, analytics="k8s01")
-    vport(ds, S, "new-owner")  # the live table already shows the IP's next pod
-    ds.history = FakeHistory([
+    history = FakeHistory([
         (C, "k8s01", "shop", "client", 0.0, None),
         (S, "k8s01", "shop", "old-owner", 0.0, 100.0),
         (S, "k8s01", "shop", "new-owner", 100.0, None),
     ])
+    table = make_table(ds, history)
+    await configure(ds, table, analytics="k8s01")
+    vport(ds, S, "new-owner")  # the live table already shows the IP's next pod
     frame = vxlan_frame("10.99.0.1", "10.99.0.2", tcp_frame(C, S, 40000, 80, SYN), vni=1)
     feed(table.tracker, frame, 50.0)
     table.flush(150.0)
     row = rows(ds)[(0, 1, C, S, 40000, 80, 6)]
     assert (row["src-pod"], row["dst-pod"], row["dst-namespace"]) == ("client", "old-owner", "shop")
     feed(table.tracker, vxlan_frame("10.99.0.1", "10.99.0.2", tcp_frame(C, S, 40001, 80, SYN), vni=1), 120.0)
-    calls = ds.history.calls
+    calls = history.calls
     table.flush(150.5)
     assert rows(ds)[(0, 1, C, S, 40001, 80, 6)]["dst-pod"] == "new-owner"
-    assert ds.history.calls == calls + 1  # only the server IP: the client's open record came from the cache
+    assert history.calls == calls + 1  # only the server IP: the client's open record came from the cache
 
 
 async def test_unknown_pod_is_retried_later(ds):
-    table = ConnectionTable(ds, attribution_retry=5.0)
+    table = make_table(ds, attribution_retry=5.0)
     await configure(ds, table)
     feed(table.tracker, udp_frame(C, S, 5000, 53), 1.0)
     table.flush(1.1)
@@ -194,7 +200,7 @@ async def test_unknown_pod_is_retried_later(ds):
 
 
 async def test_quiet_rows_get_their_age_refreshed(ds):
-    table = ConnectionTable(ds, age_refresh=30.0, max_refresh_per_flush=1)
+    table = make_table(ds, age_refresh=30.0, max_refresh_per_flush=1)
     await configure(ds, table)
     feed(table.tracker, udp_frame(C, S, 5000, 53), 100.0)
     feed(table.tracker, udp_frame(C, S, 5001, 53), 100.0)

@@ -1,9 +1,10 @@
 """The connection tracker, fed FlowRecords decoded from hand-built sFlow datagrams."""
 from __future__ import annotations
 
-from collectors.conntrack.tracker import ConnectionTracker, sample_from_record
+from collectors.conntrack.tracker import ConnectionTracker
 from collectors.sflow.decoder import decode_datagram
-from collectors.sflow.producer import iter_flows
+from collectors.sflow.producer import iter_flows, observation_from_record
+from core.ports.flows import FlowObservation, address_text
 from tests.conntrack.sflowgen import (
     ACK, FIN, PSH, RST, SYN, datagram, flow_sample, icmp_frame, tcp_frame, udp_frame, vxlan_frame,
 )
@@ -17,9 +18,9 @@ def feed(tracker: ConnectionTracker, frame: bytes, t: float, rate: int = 1, fram
     dg = decode_datagram(datagram([flow_sample(frame, rate=rate, frame_length=frame_length, snap=snap)], agent=agent))
     assert dg.malformed is None
     for rec in iter_flows(dg):
-        sample = sample_from_record(rec, t)
+        sample = observation_from_record(rec, t)
         if sample is not None:
-            tracker.observe(*sample)
+            tracker.observe(sample)
 
 
 def only(tracker: ConnectionTracker):
@@ -184,9 +185,8 @@ def test_row_leaves():
 
 
 def test_fast_extraction_agrees_with_flow_records_on_every_shared_capture():
-    from collectors.conntrack.tracker import samples_from_datagram
     from collectors.sflow.pcap import iter_sflow_payloads
-    from collectors.sflow.producer import ip_text
+    from collectors.sflow.producer import observations_from_datagram
     from tests.agentproc import SHARED
 
     captures = sorted((SHARED / "testdata" / "sflow").glob("*.pcap"))
@@ -198,9 +198,10 @@ def test_fast_extraction_agrees_with_flow_records_on_every_shared_capture():
     for capture in captures:
         for payload in iter_sflow_payloads(capture):
             dg = decode_datagram(payload)
-            slow = [s for s in (sample_from_record(r, 1.0) for r in iter_flows(dg)) if s is not None]
-            fast = [(*f[:7], ip_text(f[7]) if isinstance(f[7], bytes) else f[7],
-                     ip_text(f[8]) if isinstance(f[8], bytes) else f[8], *f[9:]) for f in samples_from_datagram(dg, 1.0)]
+            slow = [s for s in (observation_from_record(r, 1.0) for r in iter_flows(dg)) if s is not None]
+            fast = [f._replace(src=address_text(f.src), dst=address_text(f.dst))
+                    for f in observations_from_datagram(dg, 1.0)]
+            assert all(type(f) is FlowObservation for f in observations_from_datagram(dg, 1.0))
             assert fast == slow, capture.name
             checked += len(slow)
     assert checked > 2000
@@ -228,7 +229,7 @@ def test_any_sample_order_meets_in_one_entry_oriented_by_the_handshake(packets, 
         elif kind == "syn-ack":
             from_client = False
         s, d, sp, dp = (C, S, client_port, server_port) if from_client else (S, C, server_port, client_port)
-        tr.observe(float(i), "192.0.2.1", 1, 100, 0, 0, "none", s, d, 6, sp, dp, flags[kind])
+        tr.observe(FlowObservation(float(i), "192.0.2.1", 1, 100, 0, 0, "none", s, d, 6, sp, dp, flags[kind]))
     conn = only(tr)
     reopened = any(k == "syn" and any(k2 in ("fin", "rst") for _, k2 in packets[:i]) for i, (_, k) in enumerate(packets))
     if reopened:  # a SYN after FIN/RST starts a new connection on the entry: only its packets count

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from agent.datastore import ConfigError, Datastore
+from core.datastore import ConfigError, Datastore
 from fabric_sync.embedded import EmbeddedFabricStore
 
 K8S = "kubefabric-k8s:k8s"

@@ -1,6 +1,6 @@
 """Undoing one change keeps the changes other writers made after it."""
-from agent.datastore.merge import merge3
-from agent.datastore.schema import default_schema
+from core.datastore.merge import merge3
+from core.schema import default_schema
 
 K8S = "kubefabric-k8s:k8s"
 

@@ -148,6 +148,8 @@ def test_demo_runs_the_fabric_answers_and_leaves_nothing_behind(tmp_path):
     try:
         demo.wait_for(BANNER_END)
         out = demo.output
+        # the first screen a new user sees: no warning spam (asyncssh's DSA CryptographyDeprecationWarning)
+        assert "Warning" not in out.split(BANNER_END)[0], out
         password = re.search(r"password: (\S+)", out).group(1)
         assert len(password) >= 12
         assert "leaf1" in out and "leaf2" in out and "leaf3" in out

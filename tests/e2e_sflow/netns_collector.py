@@ -25,10 +25,12 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.datastore import Datastore
+from core.datastore import Datastore
+from core.history import HistoryStore
 from collectors.conntrack.tracker import CONNECTIONS_PATH
-from collectors.sflow.collector import EXPORTER_PATH, STATS_PATH, SflowCollector
+from collectors.sflow.collector import EXPORTER_PATH, STATS_PATH
 from fabric_sync.embedded import EmbeddedFabricStore
+from tests.flowpipeline import FlowPipeline
 
 VPORT = "/kubefabric-vport:vports/vport"
 
@@ -39,7 +41,7 @@ async def main(setup: dict) -> None:
     await ds.start()
     cluster = setup["cluster"]
     fake = setup.get("fake_cluster", False)
-    server = manager = None
+    server = manager = history = None
     kubeconfig = "/nonexistent/kubeconfig"
     if fake:
         from collectors.k8s.manager import K8sManager
@@ -55,7 +57,9 @@ async def main(setup: dict) -> None:
             server.add_service("web", namespace, selector={"app": "web"}, port=80, target_port=8080)
         await server.start()
         kubeconfig = str(server.write_kubeconfig(data_dir / "kubeconfig", cluster_name=cluster))
-        manager = K8sManager(ds, data_dir / "k8s")
+        history = HistoryStore(data_dir / "k8s" / "history.sqlite3")
+        ds.history.attach(history)
+        manager = K8sManager(ds.state, ds, history, ds.node_name, data_dir / "k8s")
         await manager.start()
 
     def edit(tree):
@@ -78,7 +82,8 @@ async def main(setup: dict) -> None:
     else:
         for ip, (pod, namespace) in setup["vports"].items():
             ds.state.upsert(VPORT, (ip,), {"entity": pod, "namespace": namespace, "svc-name": cluster})
-    collector = SflowCollector(ds, setup["addr"], workers=setup.get("workers", 1), publish_interval=0.1)
+    collector = FlowPipeline(ds, setup["addr"], workers=setup.get("workers", 1), history=history,
+                             publish_interval=0.1)
     await collector.start()
     print(f"ready {collector.port}", flush=True)
     stop = asyncio.Event()
@@ -95,8 +100,8 @@ async def main(setup: dict) -> None:
             "connections": [{**row} for row in ds.state.entries(CONNECTIONS_PATH).values()],
             "statistics": ds.state.get(STATS_PATH),
             "exporters": [{**row} for row in ds.state.entries(EXPORTER_PATH).values()],
-            "tracker": collector.tracker.stats(),
-            "history": ds.history is not None,
+            "tracker": collector.tracker.stats().as_leaves(),
+            "history": ds.history.available,
             "vxlan_ports": sorted(collector.vxlan_ports),
         }
         tmp = out.with_suffix(".tmp")
@@ -105,6 +110,9 @@ async def main(setup: dict) -> None:
     await collector.stop()
     if manager is not None:
         await manager.stop()
+    if history is not None:
+        ds.history.detach()
+        history.close()
     if server is not None:
         await server.stop()
     await ds.stop()

@@ -56,24 +56,37 @@ def fabric_name():
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def make_node(etcd, fabric_name, tmp_path):
-    """Start in-process agents: `await make_node("A", owner_grace=2)` -> Datastore on the shared cluster."""
-    from agent.datastore import Datastore
+    """Start in-process agents: `await make_node("A", owner_grace=2)` -> Datastore on the shared cluster.
+
+    With `owner_grace` the node also runs the Kubernetes collector's owner
+    takeover (as agent.runtime wires it), reachable as `make_node.takeovers[name]`.
+    """
+    from collectors.k8s.ownership import OwnerTakeover
+    from core.datastore import Datastore
     from fabric_sync.etcd import EtcdFabricStore
 
     started = []
+    takeovers: dict = {}
     counter = itertools.count()
 
     async def make(name: str | None = None, endpoints: list[str] | None = None, fabric: str | None = None,
-                   data_dir=None, **kwargs) -> Datastore:
+                   data_dir=None, owner_grace: float | None = None, **kwargs) -> Datastore:
         name = name or f"n{next(counter)}"
+        data_dir = data_dir or tmp_path / f"data-{name}"
         store = EtcdFabricStore(endpoints or etcd.endpoints, fabric or fabric_name, name,
-                                address=f"127.0.0.1:{9000 + len(started)}", role="leaf", **kwargs)
-        ds = Datastore(name, data_dir or tmp_path / f"data-{name}", store)
+                                address=f"127.0.0.1:{9000 + len(started)}", role="leaf", data_dir=data_dir, **kwargs)
+        ds = Datastore(name, data_dir, store)
         await ds.start()
         started.append(ds)
+        if owner_grace is not None:
+            takeovers[name] = OwnerTakeover(store, ds, ds, owner_grace)
+            takeovers[name].start()
         return ds
 
+    make.takeovers = takeovers
     yield make
+    for takeover in takeovers.values():
+        await takeover.stop()
     for ds in reversed(started):
         t0 = time.monotonic()
         try:

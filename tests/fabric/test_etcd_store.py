@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.datastore import ConfigError, UnavailableError
+from core.datastore import ConfigError, UnavailableError
 from tests.fabric.conftest import CONN, FABRIC, NODE, add_conn, conn_names, eventually, set_leaf
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -99,9 +99,10 @@ async def test_owner_moves_after_grace(make_node):
     took = time.monotonic() - t0
     assert took < 3 + 1.0 + 3, took
     await eventually(lambda: c.read_node(CONN, ("k1",))["owner"] == owner, timeout=2)
-    await eventually(lambda: b.fabric.takeover.moves + c.fabric.takeover.moves == 1, timeout=2)
+    takeovers = make_node.takeovers
+    await eventually(lambda: takeovers["B"].moves + takeovers["C"].moves == 1, timeout=2)
     await asyncio.sleep(0.5)
-    assert b.fabric.takeover.moves + c.fabric.takeover.moves == 1
+    assert takeovers["B"].moves + takeovers["C"].moves == 1
 
 
 async def test_restart_keeps_config_and_new_node_gets_everything(make_node, tmp_path):

@@ -1,19 +1,38 @@
-"""The FabricStore contract, checked on both backends (embedded file store and
-etcd): the initial tree arrives through on_change, commits return growing
-revisions, a write based on a stale revision never lands, and the datastore
-on top turns racing writes into the YANG cap errors."""
+"""The FabricStore contract (core.ports.fabric), checked on both backends (embedded file
+store and etcd): the initial tree arrives through FabricEvents.fabric_config, commits
+return growing revisions, a write based on a stale revision never lands, members and
+sync state are reported, a fabric lock has one holder, and the datastore on top turns
+racing writes into the YANG cap errors."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from agent.datastore import ConfigError, Datastore
-from agent.datastore.errors import ConflictError
+from core.datastore import ConfigError, Datastore
+from core.errors import ConflictError
 from fabric_sync.embedded import EmbeddedFabricStore
 from tests.fabric.conftest import add_conn
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+class Recorder:
+    """FabricEvents that remember what the store reported."""
+
+    def __init__(self, seen: list | None = None) -> None:
+        self.seen = seen if seen is not None else []
+        self.members: list = []
+        self.sync: list[str] = []
+
+    def fabric_config(self, tree, revision):
+        self.seen.append((tree, revision))
+
+    def fabric_members(self, members):
+        self.members = list(members)
+
+    def fabric_sync(self, state):
+        self.sync.append(state)
+
 
 TREE = {"kubefabric-k8s:k8s": {"connection": [{"cluster-name": "k1", "kube-config": "/k", "owner": "A"}]}}
 
@@ -33,7 +52,7 @@ def backend(request, tmp_path):
 async def test_commit_revisions_grow_and_stale_base_is_refused(backend):
     store = backend()
     seen = []
-    await store.start(lambda tree, rev: seen.append((tree, rev)))
+    await store.start(Recorder(seen))
     try:
         assert len(seen) == 1 and seen[0][0] == {}
         base = seen[0][1]
@@ -50,12 +69,12 @@ async def test_commit_revisions_grow_and_stale_base_is_refused(backend):
 
 async def test_restart_restores_the_tree(backend):
     store = backend()
-    await store.start(lambda tree, rev: None)
+    await store.start(Recorder())
     rev = await store.commit(store.revision, TREE, {"node": "A", "user": "t"})
     await store.stop()
     again = backend()
     seen = []
-    await again.start(lambda tree, rev: seen.append((tree, rev)))
+    await again.start(Recorder(seen))
     try:
         assert seen[-1] == (TREE, rev)
     finally:
@@ -72,3 +91,23 @@ async def test_datastore_caps_hold_on_each_backend(backend, tmp_path):
         assert len(errors) == 2 and all(e.app_tag == "too-many-elements" for e in errors)
     finally:
         await ds.stop()
+
+
+async def test_sync_members_and_a_lock_with_one_holder(backend):
+    store = backend()
+    events = Recorder()
+    await store.start(events)
+    try:
+        assert store.sync_state == "in-sync"
+        assert "A" in store.online_names() and store.offline_for("A") is None
+        assert [m.name for m in store.members()] == ["A"]
+        async with store.lock("k8s-takeover/k1") as first:
+            assert first is True
+            async with store.lock("k8s-takeover/k1") as second:
+                assert second is False  # held: nobody else gets it, not even this node again
+            async with store.lock("k8s-takeover/k2") as other:
+                assert other is True
+        async with store.lock("k8s-takeover/k1") as again:
+            assert again is True  # released on exit
+    finally:
+        await store.stop()

@@ -13,7 +13,7 @@ import grpc
 from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.auth import User
-from agent.datastore import Datastore
+from core.datastore import Datastore
 from agent.gnmi.paths import parse, to_string
 from agent.gnmi.server import GnmiServer
 from agent.gnmi.subscribe import Limits

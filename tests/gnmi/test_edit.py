@@ -6,7 +6,7 @@ import json
 import pytest
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.schema import default_schema
+from core.schema import default_schema
 from agent.gnmi.edit import apply, plan
 from agent.gnmi.paths import PathError, parse
 

@@ -97,7 +97,7 @@ async def test_history_snapshot_get(h):
         await get(h, "/vports", extension=[ext])
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     t0 = time.time() - 100
-    h.ds.history = FakeHistory(t0)
+    h.ds.history.attach(FakeHistory(t0))
     ext.history.snapshot_time = int((t0 + 3.5) * 1e9)
     resp = await get(h, "/vports/vport", extension=[ext])
     assert [to_string(u.path) for u in resp.notification[0].update] == ["/vports/vport[ip=10.9.0.2]"]

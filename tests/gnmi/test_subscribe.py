@@ -11,6 +11,7 @@ from pygnmi.spec.v080 import gnmi_ext_pb2
 
 from agent.gnmi.subscribe import Limits
 from tests.gnmi.helpers import END, VIEWER, VPORT, Harness, flat, ip, vport_row
+from core.ports.history import HistoryChange, Page, Row
 
 STATS = "/kubefabric-sflow:sflow-collector/statistics"
 CONN_STATE = "/kubefabric-k8s:k8s/connection/state"
@@ -269,7 +270,9 @@ async def test_bad_subscriptions(h):
 
 
 class FakeHistory:
-    """The HistoryStore interface the gNMI face uses, over a list of versions."""
+    """The History port (core.ports.history) the gNMI face uses, over a list of vPort versions."""
+
+    retention_days = 30.0
 
     def __init__(self, t0: float) -> None:
         self.t0 = t0
@@ -280,7 +283,10 @@ class FakeHistory:
             (t0 + 4, "update", "10.9.0.2", {"entity": "new-2"}),
         ]
 
-    def vports_at(self, t):
+    def history_paths(self):
+        return frozenset({VPORT})
+
+    def rows_at(self, path, t, *, cluster=None, limit=100_000):
         table = {}
         for ts, op, addr, row in self.events:
             if ts <= t:
@@ -288,11 +294,11 @@ class FakeHistory:
                     table.pop(addr, None)
                 else:
                     table[addr] = {**row, "ip": addr}
-        return table
+        return Page([Row((addr,), row) for addr, row in table.items()] if path == VPORT else [])
 
-    def changes(self, start, end=None, kinds=None, **_):
-        return [{"time": ts, "op": op, "kind": "vport", "path": VPORT, "keys": (addr,), "data": {**row, "ip": addr}}
-                for ts, op, addr, row in self.events if start <= ts < end]
+    def changes(self, start, end, *, kinds=None, cluster=None, limit=100_000):
+        return Page([HistoryChange(ts, op, "vport", "c", addr, "", {**row, "ip": addr}, VPORT, (addr,))
+                     for ts, op, addr, row in self.events if start <= ts < end])
 
 
 def _history(**fields):
@@ -308,7 +314,7 @@ async def test_history_snapshot_and_range(h):
     sub = h.subscribe(["/vports"], mode="ONCE", extension=_history(snapshot=1))
     assert await sub.next() is END and sub.error.code() == grpc.StatusCode.UNIMPLEMENTED  # no history store
     t0 = time.time() - 100
-    h.ds.history = FakeHistory(t0)
+    h.ds.history.attach(FakeHistory(t0))
     ns = lambda s: int(s * 1e9)  # noqa: E731
     snap = h.subscribe(["/vports/vport"], mode="ONCE", extension=_history(snapshot=ns(t0 + 2.5)))
     got = await snap.until_sync()

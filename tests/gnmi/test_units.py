@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.changefeed import Change
-from agent.datastore.schema import default_schema
+from core.changefeed import Change
+from core.schema import default_schema
 from agent.gnmi import encode
 from agent.gnmi.coalesce import CoalescingQueue
 from agent.gnmi.match import ALL, Index

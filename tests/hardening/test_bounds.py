@@ -13,12 +13,13 @@ import pytest
 from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.auth import Authenticator, UserEntry
-from agent.datastore import Datastore
-from agent.datastore.changefeed import Change
+from core.datastore import Datastore
+from core.changefeed import Change
 from agent.gnmi.coalesce import CoalescingQueue
 from agent.gnmi.server import GnmiServer, MAX_RECEIVE_BYTES
 from agent.gnmi.subscribe import Limits
 from collectors.conntrack.tracker import SYN, ConnectionTracker
+from core.ports.flows import FlowObservation
 from collectors.sflow.stats import CollectorStats
 from fabric_sync.embedded import EmbeddedFabricStore
 from tests.agentproc import USERS, users_config
@@ -206,7 +207,7 @@ async def test_cli_ssh_sessions_capped(tmp_path):
 
 # -- connection tracker quotas ------------------------------------------------------------------------------
 def _sample(t, exporter, i, port=80):
-    return (t, exporter, 1, 100, 0, 0, "none", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "10.255.0.1",
+    return FlowObservation(t, exporter, 1, 100, 0, 0, "none", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "10.255.0.1",
             6, 40000 + i % 20000, port, SYN)
 
 
@@ -215,27 +216,27 @@ def test_flood_from_unknown_exporter_cannot_evict_known_exporters_connections():
     known = {"192.0.2.1": 300, "192.0.2.2": 200}
     for base, (exporter, n) in enumerate(known.items()):
         for i in range(n):
-            tracker.observe(*_sample(1.0, exporter, base * 1000 + i))
+            tracker.observe(_sample(1.0, exporter, base * 1000 + i))
     before = {k for k, c in tracker.table.items() if c.owner in known}
     for i in range(50_000):  # one unknown exporter floods with distinct flows
-        tracker.observe(*_sample(2.0 + i * 1e-5, "198.51.100.66", 100_000 + i))
+        tracker.observe(_sample(2.0 + i * 1e-5, "198.51.100.66", 100_000 + i))
     for i in range(5_000):  # and spoofed agent addresses, one flow each
-        tracker.observe(*_sample(3.0, f"203.0.{i >> 8 & 255}.{i & 255}", 300_000 + i))
+        tracker.observe(_sample(3.0, f"203.0.{i >> 8 & 255}.{i & 255}", 300_000 + i))
     assert {k for k, c in tracker.table.items() if c.owner in known} == before
     assert len(tracker) == 1000 and tracker.refused == 5_000
     assert len(tracker.by_exporter["198.51.100.66"]) == 500
     # known exporters keep working: a new flow of a known exporter recycles that exporter's own oldest entry
-    tracker.observe(*_sample(4.0, "192.0.2.1", 999_999))
+    tracker.observe(_sample(4.0, "192.0.2.1", 999_999))
     assert len(tracker.by_exporter["192.0.2.1"]) == 300 and len(tracker.by_exporter["192.0.2.2"]) == 200
 
 
 def test_exporter_quota_leaves_room_for_others():
     tracker = ConnectionTracker(max_connections=1000, exporter_quota=400)
     for i in range(5000):
-        tracker.observe(*_sample(1.0 + i * 1e-4, "198.51.100.66", i))
+        tracker.observe(_sample(1.0 + i * 1e-4, "198.51.100.66", i))
     assert len(tracker) == 400
     for i in range(500):
-        tracker.observe(*_sample(2.0, "192.0.2.1", 10_000 + i))
+        tracker.observe(_sample(2.0, "192.0.2.1", 10_000 + i))
     assert len(tracker.by_exporter["192.0.2.1"]) == 400 and tracker.refused == 0
     tracker.expire(1e9)
     assert len(tracker) == 0 and tracker.by_exporter == {}
@@ -244,11 +245,11 @@ def test_exporter_quota_leaves_room_for_others():
 def test_second_chance_eviction_keeps_an_exporters_busy_entries():
     tracker = ConnectionTracker(max_connections=10)
     for i in range(5):
-        tracker.observe(*_sample(1.0, "a", i))
+        tracker.observe(_sample(1.0, "a", i))
     for i in range(5):
-        tracker.observe(*_sample(1.1, "b", 100 + i))
-    tracker.observe(*_sample(2.0, "b", 100))  # b's first flow stays busy
-    tracker.observe(*_sample(3.0, "b", 200))  # table full: b recycles its least recently seen entry, not flow 100
+        tracker.observe(_sample(1.1, "b", 100 + i))
+    tracker.observe(_sample(2.0, "b", 100))  # b's first flow stays busy
+    tracker.observe(_sample(3.0, "b", 200))  # table full: b recycles its least recently seen entry, not flow 100
     owned = {c.src_ip for c in tracker.by_exporter["b"].values()}
     assert "10.0.0.100" in owned and "10.0.0.101" not in owned and len(tracker.by_exporter["a"]) == 5
 
@@ -274,7 +275,7 @@ def _churn(store, pods: int, versions: int, t0: float, step: float = 60.0) -> fl
 
 
 def test_history_retention_drops_versions_closed_before_the_horizon(tmp_path):
-    from collectors.k8s.history import HistoryStore
+    from core.history.store import HistoryStore
 
     store = HistoryStore(tmp_path / "h.sqlite3", retention_days=1)
     day = 86400.0
@@ -288,7 +289,8 @@ def test_history_retention_drops_versions_closed_before_the_horizon(tmp_path):
 
 
 def test_history_size_cap_keeps_the_database_bounded_and_the_present_intact(tmp_path):
-    from collectors.k8s.history import HistoryStore
+    from core.history.store import HistoryStore
+    from core.schema_paths import VPORT as VPORT_PATH
 
     cap = 1 * 2**20
     store = HistoryStore(tmp_path / "h.sqlite3", retention_days=365, max_bytes=cap)
@@ -296,7 +298,7 @@ def test_history_size_cap_keeps_the_database_bounded_and_the_present_intact(tmp_
     assert store.size_bytes() > cap  # the churn went past the cap ...
     removed = store.enforce_retention(t)
     assert removed > 0 and store.size_bytes() <= cap  # ... and retention brought it back under
-    assert len(store.vports_at(t)) == 0 and len(store.pods_at("10.0.0.7", t)) == 1  # current versions kept
+    assert len(store.rows_at(VPORT_PATH, t)) == 0 and len(store.pods_at("10.0.0.7", t)) == 1  # current versions kept
     oldest_left = store._db.execute("SELECT min(valid_from) FROM record").fetchone()[0]
     assert oldest_left > 1_000_000.0  # the oldest history went first
     store.close()

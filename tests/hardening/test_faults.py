@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from tests.agentproc import AgentProcess, free_port
-from tests.hardening.helpers import CONN_STATE, BackgroundLoop, Gnmi, rss_kib, wait_for
+from tests.hardening.helpers import BackgroundLoop, Gnmi, wait_for
 
 LOCAL_LEAF = "/kubefabric-connection:connection-stats-settings/max-connections"
 FABRIC_CONN = "/kubefabric-k8s:k8s/connection[cluster-name=c1]"
@@ -169,7 +169,7 @@ def test_kubernetes_api_server_unreachable_and_flapping(agent_factory, tmp_path)
     bg.run(server.start())
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     agent = agent_factory()
-    state = f"/k8s/connection[cluster-name=sim]/state"
+    state = "/k8s/connection[cluster-name=sim]/state"
 
     def status():
         with Gnmi(agent) as gc:

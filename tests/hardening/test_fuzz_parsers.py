@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pygnmi.spec.v080 import gnmi_pb2
 
-from agent.datastore.errors import ConfigError
-from agent.datastore.schema import default_schema
+from core.errors import ConfigError
+from core.schema import default_schema
 from agent.gnmi import edit as gnmi_edit
 from agent.gnmi.paths import PathError, parse, resolve, to_string
 from agent.cli import parser as cli_parser
@@ -165,7 +165,7 @@ def engine_loop(tmp_path_factory):
     from agent.auth import User
     from agent.cli.backend import DatastoreBackend
     from agent.cli.engine import Engine
-    from agent.datastore import Datastore
+    from core.datastore import Datastore
     from fabric_sync.embedded import EmbeddedFabricStore
 
     loop = asyncio.new_event_loop()

@@ -39,7 +39,7 @@ def _datastore():
     """A real Datastore, not started: the collector only needs its state, feed and config."""
     import tempfile
 
-    from agent.datastore import Datastore
+    from core.datastore import Datastore
     from fabric_sync.embedded import EmbeddedFabricStore
 
     import atexit
@@ -57,10 +57,12 @@ DS = _datastore()
 @given(st.sampled_from(CORPUS), st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 255)), max_size=6),
        st.one_of(st.none(), st.integers(0, 3000)))
 def test_collector_datagram_entry_point_never_raises(data, flips, cut):
+    from collectors.conntrack.table import ConnectionTable
     from collectors.sflow.collector import SflowCollector
 
-    collector = SflowCollector(DS, "127.0.0.1:0")
-    collector.table.enabled = True
+    table = ConnectionTable(DS.state, DS, DS.feed)
+    table.enabled = True
+    collector = SflowCollector(DS.state, DS, DS.feed, table, "127.0.0.1:0")
     mutated = bytearray(data)
     for index, value in flips:
         mutated[index % len(mutated)] = value
@@ -69,6 +71,6 @@ def test_collector_datagram_entry_point_never_raises(data, flips, cut):
     collector.datagram(bytes(mutated), 1_700_000_000.0)
     collector.datagram(bytes(data), 1_700_000_000.5)
     assert collector._errors == 0  # nothing reached the collector's last-resort guard
-    collector.table.flush(1_700_000_001.0)
+    table.flush(1_700_000_001.0)
     collector.flush_stats()
-    collector.table.close()
+    table.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from collectors.k8s.manager import K8sManager
+from core.history import HistoryStore
 from sim.k8s_apiserver import FakeApiServer
+from tests.historyview import HistoryView
 from tests.k8s.fakeds import FakeDatastore
 
 # Short timeouts so failure paths (half-open reads, backoff) run in a test's time.
@@ -38,21 +40,33 @@ async def apiserver_factory():
 
 @pytest.fixture
 async def manager_factory(tmp_path):
-    managers: list[K8sManager] = []
+    """A manager wired as agent.runtime wires it: state and config ports, and a time machine in its data dir."""
+    started: list[tuple[K8sManager, FakeDatastore]] = []
 
     async def make(ds: FakeDatastore | None = None, retention_days: float = 30, data_dir=None,
                    **kwargs) -> tuple[K8sManager, FakeDatastore]:
         ds = ds or FakeDatastore("leaf1")
+        data_dir = data_dir or tmp_path / f"data-{len(started)}"
         kwargs.setdefault("watch_options", FAST)
-        manager = K8sManager(ds, data_dir or tmp_path / f"data-{len(managers)}", retention_days, **kwargs)
+        history = HistoryStore(data_dir / "k8s-history.sqlite3", retention_days)
+        ds.history = HistoryView(history)
+        manager = K8sManager(ds.state, ds, history, ds.node_name, data_dir, **kwargs)
         await manager.start()
-        managers.append(manager)
+        started.append((manager, ds))
         return manager, ds
 
     yield make
-    for manager in managers:
-        if manager._started:
-            await manager.stop()
+    for manager, ds in started:
+        await stop_agent(manager, ds)
+
+
+async def stop_agent(manager: K8sManager, ds: FakeDatastore) -> None:
+    """Stop the manager and close the time machine, as the agent does when it stops."""
+    if manager._started:
+        await manager.stop()
+    if ds.history is not None:
+        ds.history.store.close()
+        ds.history = None
 
 
 def state_of(ds: FakeDatastore, cluster: str) -> dict:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.k8s.conftest import CNI, SERVICE, STATE, VPORT, connected, pods_by_name, state_of, vports
+from tests.k8s.conftest import CNI, SERVICE, STATE, VPORT, connected, pods_by_name, state_of, stop_agent, vports
 
 
 def conn(name, kubeconfig, **extra):
@@ -432,8 +432,7 @@ async def test_history_survives_an_agent_restart(apiserver_factory, manager_fact
     before = vports(ds)
     await asyncio.sleep(0.05)
     t_before = time.time()
-    await manager.stop()
-    assert ds.history is None
+    await stop_agent(manager, ds)
     gone = [p for p in srv.objects("pods")[:3]]
     for pod in gone:                                    # deleted while the agent was down
         srv.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])

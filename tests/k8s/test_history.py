@@ -1,5 +1,8 @@
 """The time machine: records with validity intervals and the questions operators ask of them."""
-from collectors.k8s.history import HistoryStore
+from core import schema_paths
+from core.history.store import HistoryStore
+from core.ports.history import HistoryChange, Page, Row, Version
+from tests.historyview import HistoryView
 
 T0 = 1_790_000_000.0   # 2026-09-21
 
@@ -10,7 +13,7 @@ def pod(name, uid, phase="Running", host=False):
 
 
 def test_reused_ip_resolves_to_the_pod_of_the_time(tmp_path):
-    h = HistoryStore(tmp_path / "h.db")
+    h = HistoryView(HistoryStore(tmp_path / "h.db"))
     h.set("pod", "k8s01", "10.244.1.5", "uid-a", pod("cart-a", "uid-a"), T0)
     h.end("pod", "k8s01", "10.244.1.5", "uid-a", T0 + 100)          # deleted
     h.set("pod", "k8s01", "10.244.1.5", "uid-b", pod("cart-b", "uid-b"), T0 + 160)   # IP reused
@@ -25,7 +28,7 @@ def test_reused_ip_resolves_to_the_pod_of_the_time(tmp_path):
 
 
 def test_new_version_only_when_something_but_last_seen_changes(tmp_path):
-    h = HistoryStore(":memory:")
+    h = HistoryView(HistoryStore(":memory:"))
     row = {"ip": "10.0.0.1", "power": "Pending", "last-seen": "a"}
     assert h.set("vport", "c", "10.0.0.1", "", row, T0)
     assert not h.set("vport", "c", "10.0.0.1", "", {**row, "last-seen": "b"}, T0 + 1)
@@ -36,7 +39,7 @@ def test_new_version_only_when_something_but_last_seen_changes(tmp_path):
 
 
 def test_vports_at_returns_the_table_as_it_was(tmp_path):
-    h = HistoryStore(tmp_path / "h.db")
+    h = HistoryView(HistoryStore(tmp_path / "h.db"))
     for i in range(10):
         h.set("vport", "k8s01", f"10.0.0.{i}", "", {"ip": f"10.0.0.{i}", "entity": f"p{i}"}, T0 + i)
     for i in range(5):
@@ -50,7 +53,7 @@ def test_vports_at_returns_the_table_as_it_was(tmp_path):
 
 
 def test_service_backends_at_and_between():
-    h = HistoryStore(":memory:")
+    h = HistoryView(HistoryStore(":memory:"))
     key = "shop/cart"
     h.set("member", "k8s01", key, "shop/cart-a@10.244.1.5", {"pod": "cart-a", "ip": "10.244.1.5", "node": "w1"}, T0)
     h.set("member", "k8s01", key, "shop/cart-b@10.244.2.7", {"pod": "cart-b", "ip": "10.244.2.7", "node": "w2"}, T0 + 10)
@@ -67,7 +70,7 @@ def test_service_backends_at_and_between():
 
 
 def test_changes_for_replay():
-    h = HistoryStore(":memory:")
+    h = HistoryView(HistoryStore(":memory:"))
     h.set("vport", "k8s01", "10.0.0.1", "", {"ip": "10.0.0.1", "power": "Pending"}, T0)
     h.set("vport", "k8s01", "10.0.0.1", "", {"ip": "10.0.0.1", "power": "Running"}, T0 + 1)
     h.end("vport", "k8s01", "10.0.0.1", "", T0 + 2)
@@ -84,7 +87,7 @@ def test_changes_for_replay():
 
 
 def test_sync_closes_what_a_relist_no_longer_shows():
-    h = HistoryStore(":memory:")
+    h = HistoryView(HistoryStore(":memory:"))
     h.sync("service", "k8s01", {("shop/a", ""): {"x": 1}, ("shop/b", ""): {"x": 2}}, T0)
     h.sync("service", "k8s01", {("shop/a", ""): {"x": 1}}, T0 + 5)
     assert sorted(h.services_at(T0 + 1)) == [("k8s01", "shop", "a"), ("k8s01", "shop", "b")]
@@ -94,11 +97,11 @@ def test_sync_closes_what_a_relist_no_longer_shows():
 
 
 def test_open_records_survive_a_restart_and_end_cluster(tmp_path):
-    h = HistoryStore(tmp_path / "h.db")
+    h = HistoryView(HistoryStore(tmp_path / "h.db"))
     h.set("pod", "k8s01", "10.0.0.1", "u1", pod("a", "u1"), T0)
     h.set("pod", "k8s02", "10.0.0.2", "u2", pod("b", "u2"), T0)
     h.close()
-    h = HistoryStore(tmp_path / "h.db")
+    h = HistoryView(HistoryStore(tmp_path / "h.db"))
     assert h.is_open("pod", "k8s01", "10.0.0.1", "u1")
     assert not h.set("pod", "k8s01", "10.0.0.1", "u1", pod("a", "u1"), T0 + 5)   # same version: no new record
     assert h.end_cluster("k8s01", T0 + 10) == 1
@@ -108,7 +111,7 @@ def test_open_records_survive_a_restart_and_end_cluster(tmp_path):
 
 
 def test_retention_removes_only_closed_records_older_than_the_horizon():
-    h = HistoryStore(":memory:", retention_days=1)
+    h = HistoryView(HistoryStore(":memory:", retention_days=1))
     h.set("pod", "c", "10.0.0.1", "old", pod("old", "old"), T0)
     h.end("pod", "c", "10.0.0.1", "old", T0 + 60)
     h.set("pod", "c", "10.0.0.1", "new", pod("new", "new"), T0 + 120)     # still open: kept however old
@@ -121,7 +124,7 @@ def test_retention_removes_only_closed_records_older_than_the_horizon():
 
 
 def test_host_network_pods_share_the_node_ip_but_a_pod_ip_wins():
-    h = HistoryStore(":memory:")
+    h = HistoryView(HistoryStore(":memory:"))
     h.set("pod", "c", "192.168.1.10", "kp", pod("kube-proxy-x", "kp", host=True), T0)
     h.set("pod", "c", "192.168.1.10", "fl", pod("kube-flannel-x", "fl", host=True), T0 + 1)
     assert h.pod_at("192.168.1.10", T0 + 2)["name"] == "kube-flannel-x"
@@ -130,7 +133,7 @@ def test_host_network_pods_share_the_node_ip_but_a_pod_ip_wins():
 
 def test_flushing_in_a_thread_while_the_loop_keeps_writing(tmp_path):
     import threading
-    h = HistoryStore(tmp_path / "h.db")
+    h = HistoryView(HistoryStore(tmp_path / "h.db"))
     stop = threading.Event()
 
     def flusher():
@@ -147,4 +150,35 @@ def test_flushing_in_a_thread_while_the_loop_keeps_writing(tmp_path):
     thread.join()
     assert h.count("vport") == 3000
     assert len(h.vports_at(T0 + 5000)) == 2000
+    h.close()
+
+
+def test_typed_answers_and_row_limits():
+    """The History port: typed versions, rows and changes; every range query says when it was cut."""
+    h = HistoryStore(":memory:")
+    for i in range(5):
+        h.set("vport", "k8s01", f"10.0.0.{i}", "", {"ip": f"10.0.0.{i}", "entity": f"p{i}"}, T0 + i)
+    h.set("pod", "k8s01", "10.0.0.1", "uid-1", pod("p1", "uid-1"), T0 + 1)
+    h.set("cni", "k8s01", "", "", {"cni-plugin": "flannel"}, T0)
+    h.end("vport", "k8s01", "10.0.0.0", "", T0 + 10)
+    page = h.rows_at(schema_paths.VPORT, T0 + 9)
+    assert isinstance(page, Page) and not page.truncated and len(page) == 5
+    assert all(isinstance(r, Row) for r in page) and {r.key for r in page} == {(f"10.0.0.{i}",) for i in range(5)}
+    cut = h.rows_at(schema_paths.VPORT, T0 + 9, limit=3)
+    assert cut.truncated and len(cut) == 3
+    assert h.rows_at(schema_paths.K8S_CNI, T0).items[0] == Row(("k8s01",), {"cni-plugin": "flannel"})
+    assert h.history_paths() == {schema_paths.VPORT, schema_paths.K8S_SERVICE, schema_paths.K8S_CNI}
+    version = h.pod_at("10.0.0.1", T0 + 2)
+    assert isinstance(version, Version) and version.data["name"] == "p1" and version.valid_to is None
+    changes = h.changes(T0, T0 + 20, kinds=["vport"])
+    assert all(isinstance(c, HistoryChange) for c in changes) and not changes.truncated
+    assert [c.op for c in changes][-1] == "delete" and changes.items[-1].keys == ("10.0.0.0",)
+    first = h.changes(T0, T0 + 20, kinds=["vport"], limit=2)
+    assert first.truncated and [c.time for c in first] == [T0, T0 + 1]
+    try:
+        h.rows_at("/kubefabric-connection:connections/connection", T0)
+    except KeyError as exc:
+        assert "no history" in str(exc)
+    else:
+        raise AssertionError("a table without history must be refused")
     h.close()

@@ -1,7 +1,8 @@
 """The manager against the agent's real Datastore: config through propose(), rows and change feed."""
 import time
 
-from agent.datastore import Datastore
+from core.datastore import Datastore
+from core.history import HistoryStore
 from collectors.k8s.manager import K8sManager
 from fabric_sync.embedded import EmbeddedFabricStore
 from tests.k8s.conftest import FAST
@@ -18,7 +19,10 @@ async def test_rows_and_feed_through_the_real_datastore(apiserver_factory, tmp_p
     await ds.start()
     feed: list = []
     ds.feed.subscribe(lambda batch: feed.extend((time.monotonic(), c) for c in batch))
-    manager = K8sManager(ds, tmp_path / "k8s", watch_options=FAST)
+    history = HistoryStore(tmp_path / "k8s" / "history.sqlite3")
+    ds.history.attach(history)
+    manager = K8sManager(ds.state, ds, history, ds.node_name, tmp_path / "k8s", membership=ds.fabric, writer=ds,
+                         watch_options=FAST)
     await manager.start()
     try:
         def add(tree):
@@ -31,7 +35,8 @@ async def test_rows_and_feed_through_the_real_datastore(apiserver_factory, tmp_p
         while (ds.state.get(STATE, ("k8s01",)) or {}).get("status") != "connected":
             assert time.monotonic() < deadline, ds.state.get(STATE, ("k8s01",))
             await __import__("asyncio").sleep(0.05)
-        assert ds.history is manager.history
+        assert ds.history.available
+        assert (await ds.history.rows_at(VPORT, time.time())).items  # the time machine saw the vPorts
         assert len(ds.state.entries(VPORT)) == 40
         merged = ds.read_node("/kubefabric-k8s:k8s/connection", ("k8s01",))
         assert merged["owner"] == "leaf1" and merged["create-vport"] is True
@@ -55,4 +60,6 @@ async def test_rows_and_feed_through_the_real_datastore(apiserver_factory, tmp_p
         assert ds.state.entries(VPORT) == {} and ds.state.get(STATE, ("k8s01",)) is None
     finally:
         await manager.stop()
+        ds.history.detach()
+        history.close()
         await ds.stop()

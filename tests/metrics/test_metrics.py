@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.datastore import Datastore
+from core.datastore import Datastore
 from agent.metrics import METRICS, FabricCollector
+from core.ports.stats import ComponentStats
 from fabric_sync.embedded import EmbeddedFabricStore
 from tests.agentproc import REPO, free_port
 
@@ -106,16 +107,13 @@ async def test_collector_reads_producer_rows(tmp_path: Path):
         ds.state.upsert("/kubefabric-vport:vports/vport", ("10.244.1.4",), {"hostname": "worker-002"})
 
         class Face:
-            stats = {"sessions": 2, "subscriptions": 5, "coalesced": 9, "rpcs": 11}
-
-        class Agent:
-            def component(self, name):
-                return Face() if name == "gNMI" else None
+            def statistics(self):
+                return ComponentStats(sessions=2, subscriptions=5, coalesced=9, other={"rpcs": 11})
 
         from prometheus_client import CollectorRegistry, generate_latest
 
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(FabricCollector(ds, Agent()))
+        registry.register(FabricCollector(ds, lambda: [("gNMI", Face())]))
         families = {f.name: [(s.name, s.labels, s.value) for s in f.samples]
                     for f in text_string_to_metric_families(generate_latest(registry).decode())}
     finally:

@@ -65,7 +65,7 @@ class RawClient:
         )
         self.chan, _ = await self.conn.create_session(lambda: _RawSession(self), subsystem="netconf", encoding=None)
         self.hello = etree.fromstring(await asyncio.wait_for(self.messages.get(), 10))
-        caps = f"<capability>urn:ietf:params:netconf:base:1.0</capability>" + (
+        caps = "<capability>urn:ietf:params:netconf:base:1.0</capability>" + (
             "<capability>urn:ietf:params:netconf:base:1.1</capability>" if base11 else "")
         self.chan.write(encode(f'<hello xmlns="{NC}"><capabilities>{caps}</capabilities></hello>'.encode(), False))
         if base11:
@@ -134,7 +134,7 @@ class InProcessAgent:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> "InProcessAgent":
-        from agent.datastore import Datastore
+        from core.datastore import Datastore
         from agent.netconf import NetconfServer
         from fabric_sync.embedded import EmbeddedFabricStore
 

@@ -8,6 +8,7 @@ from lxml import etree
 from ncclient.operations import RPCError
 
 from .helpers import NSMAP, VPORT, connect, connection_xml
+from core.ports.history import HistoryChange, Page
 
 NOTIF = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 NCN = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"
@@ -73,22 +74,28 @@ def test_replay_refused_without_history(inproc):
 
 
 class FakeHistory:
-    """Duck-typed ds.history: changes(start, end) -> [{time, op, path, keys, data}]."""
+    """The History port's changes() over three records (core.ports.history)."""
+
+    retention_days = 30.0
 
     def __init__(self, now: float) -> None:
         self.rows = [
-            {"time": now - 300, "op": "update", "path": VPORTS, "keys": ("10.9.0.1",), "data": {"entity": "old-pod"}},
-            {"time": now - 200, "op": "delete", "path": VPORTS, "keys": ("10.9.0.1",), "data": {}},
-            {"time": now - 100, "op": "update", "path": None, "keys": None, "data": {}},  # a pod record: skipped
+            HistoryChange(now - 300, "update", "vport", "c", "10.9.0.1", "", {"entity": "old-pod"}, VPORTS,
+                          ("10.9.0.1",)),
+            HistoryChange(now - 200, "delete", "vport", "c", "10.9.0.1", "", {}, VPORTS, ("10.9.0.1",)),
+            HistoryChange(now - 100, "update", "pod", "c", "10.9.0.1", "uid", {}, None, None),  # a pod record: skipped
         ]
 
-    def changes(self, start, end):
-        return [r for r in self.rows if start <= r["time"] < end]
+    def history_paths(self):
+        return frozenset({VPORTS})
+
+    def changes(self, start, end, *, kinds=None, cluster=None, limit=100_000):
+        return Page([r for r in self.rows if start <= r.time < end])
 
 
 def test_replay_from_history_then_live(inproc):
     now = dt.datetime.now(dt.timezone.utc)
-    inproc.call(setattr, inproc.ds, "history", FakeHistory(now.timestamp()))
+    inproc.call(inproc.ds.history.attach, FakeHistory(now.timestamp()))
     with connect(inproc.port) as m:
         m.create_subscription(stream_name="vport", start_time=(now - dt.timedelta(minutes=10)).isoformat())
         first, second, done = _take(m), _take(m), _take(m)

@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from agent.datastore import Datastore
+from core.datastore import Datastore
 from collectors.conntrack.tracker import CONNECTIONS_PATH
-from collectors.sflow.collector import CNI_PATH, EXPORTER_PATH, STATS_PATH, SflowCollector, parse_addr
+from collectors.sflow.collector import CNI_PATH, EXPORTER_PATH, STATS_PATH, parse_addr
 from collectors.sflow.decoder import decode_datagram
 from collectors.sflow.pcap import iter_sflow_payloads
 from fabric_sync.embedded import EmbeddedFabricStore
 from tests.agentproc import SHARED
+from tests.flowpipeline import FlowPipeline
 from tests.conntrack.sflowgen import SYN, datagram, flow_sample, tcp_frame, vxlan_frame
 
 CAPTURES = SHARED / "testdata" / "sflow"
@@ -37,8 +38,8 @@ async def ds(tmp_path):
 async def collector_factory(ds):
     started = []
 
-    async def make(workers: int = 1, **kwargs) -> SflowCollector:
-        c = SflowCollector(ds, "127.0.0.1:0", workers=workers, **kwargs)
+    async def make(workers: int = 1, **kwargs) -> FlowPipeline:
+        c = FlowPipeline(ds, "127.0.0.1:0", workers=workers, **kwargs)
         await c.start()
         started.append(c)
         return c
@@ -262,7 +263,7 @@ async def test_a_dead_worker_is_restarted(ds, collector_factory):
 
 async def test_port_in_use_fails_start_cleanly(ds, collector_factory):
     first = await collector_factory()
-    second = SflowCollector(ds, f"127.0.0.1:{first.port}")
+    second = FlowPipeline(ds, f"127.0.0.1:{first.port}")
     with pytest.raises(OSError):
         await second.start()
     listeners = ds.feed.listener_count

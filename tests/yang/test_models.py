@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.datastore.schema import Schema
+from core.schema import Schema
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = sorted((REPO / "yang").glob("kubefabric-*.yang"))
+YANG = REPO / "core" / "yang"
+MODULES = sorted((YANG).glob("kubefabric-*.yang"))
 
 
 def test_five_modules_present():
@@ -24,7 +25,7 @@ def test_five_modules_present():
 def test_pyang_strict_lint(module):
     pyang = Path(sys.executable).with_name("pyang")
     result = subprocess.run(
-        [str(pyang), "--strict", "--lint", "-p", str(REPO / "yang" / "ietf"), str(module)],
+        [str(pyang), "--strict", "--lint", "-p", str(YANG / "ietf"), str(module)],
         capture_output=True, text=True,
     )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
@@ -35,7 +36,7 @@ def test_yanglint(module):
     yanglint = shutil.which("yanglint")
     if yanglint is None:
         pytest.skip("yanglint not installed (make venv installs Debian's libyang2-tools as root)")
-    result = subprocess.run([yanglint, "-p", str(REPO / "yang" / "ietf"), str(module)], capture_output=True, text=True)
+    result = subprocess.run([yanglint, "-p", str(YANG / "ietf"), str(module)], capture_output=True, text=True)
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
 
 
@@ -49,7 +50,7 @@ def test_module_file_names_match_revisions():
 
 def test_seed_cli_names_are_leaves():
     """Leaf names are the Netvisor CLI parameters and columns from the seed."""
-    schema = Schema(REPO / "yang")
+    schema = Schema(YANG)
     conn = schema.nodes["/kubefabric-k8s:k8s/connection"]
     assert {"cluster-name", "kube-config", "enable", "create-vport", "overlay-vxlan-analytics", "owner"} <= set(conn.leaves)
     vport = schema.nodes["/kubefabric-vport:vports/vport"]
@@ -67,7 +68,7 @@ def test_yang_tree_docs_are_current():
     for module in MODULES:
         name = module.stem.split("@")[0]
         tree = subprocess.run(
-            [str(pyang), "-f", "tree", "-p", str(REPO / "yang" / "ietf"), str(module)],
+            [str(pyang), "-f", "tree", "-p", str(YANG / "ietf"), str(module)],
             capture_output=True, text=True, check=True,
         ).stdout
         assert (REPO / "docs" / "yang" / f"{name}.tree.txt").read_text() == tree, f"run make yang-tree ({name})"

@@ -21,16 +21,19 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["COMPILED_MODULES", "SHARED_MODULES", "STAMP_NAME", "activate", "source_digest"]
+__all__ = ["COMPILED_MODULES", "EXTERNAL_MODULES", "SHARED_MODULES", "STAMP_NAME", "activate", "source_digest"]
 
 #: In import order (each only imports the ones before it).
 COMPILED_MODULES = ("packet", "records", "decoder", "producer")
 #: Plain-Python modules the compiled ones import by absolute name (so both decoders share their classes).
 SHARED_MODULES = ("packet_types",)
+#: Modules outside the package the compiled ones import (repository-relative): the flow port they produce.
+EXTERNAL_MODULES = ("core/ports/flows.py",)
 STAMP_NAME = "SOURCES.sha256"
 PURE_ENV = "KUBEFABRIC_SFLOW_PURE"
 
 _HERE = Path(__file__).resolve().parent
+_REPO = _HERE.parents[2]
 
 
 def source_digest() -> str:
@@ -39,6 +42,9 @@ def source_digest() -> str:
     for name in COMPILED_MODULES + SHARED_MODULES:
         digest.update(name.encode() + b"\0")
         digest.update((_HERE.parent / f"{name}.py").read_bytes())
+    for relative in EXTERNAL_MODULES:
+        digest.update(relative.encode() + b"\0")
+        digest.update((_REPO / relative).read_bytes())
     return digest.hexdigest()
 
 

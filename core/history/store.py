@@ -21,11 +21,12 @@ buffered and committed by :meth:`flush` in one transaction (the manager
 flushes every few hundred milliseconds, every query flushes first), so the
 watch path never waits on the disk.
 
-The store is SQLite (WAL) under the agent's data directory.  The interface
-is deliberately small so a server database can replace it: the faces only
-use the query methods (``pod_at``, ``pods_at``, ``service_backends``,
-``service_backends_between``, ``vports_at``, ``services_at``, ``cni_at``,
-``changes``).
+The store is SQLite (WAL) under the agent's data directory.  It implements
+the two ports of ``core.ports.history``: producers record through
+``HistoryWriter`` (``set``, ``end``, ``sync``...), faces query through
+``History`` (``rows_at``, ``changes``, ``pods_at``, ``service_backends``...,
+typed answers, a row limit on every range), so a server database can
+replace it behind the same ports.
 
 Indexes keep queries flat as history grows: ``(kind, key, valid_from,
 valid_to, cluster, member)`` answers "who held IP X at T" and, without
@@ -44,13 +45,16 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar, cast
 
-__all__ = ["HistoryStore", "OPEN_END", "KINDS", "to_epoch"]
+from .. import schema_paths
+from ..ports.history import DEFAULT_LIMIT, HistoryChange, Page, Row, Version
+from ..times import to_epoch
+
+__all__ = ["HistoryStore", "OPEN_END", "KINDS", "ROW_PATHS"]
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +65,13 @@ VOLATILE = frozenset({"last-seen"})  # leaves that change without making a new v
 
 _SNAPSHOT_KINDS = frozenset({"vport", "service"})   # read as whole tables at a time (vports_at, services_at)
 
-_ROW_PATHS = {
-    "vport": "/kubefabric-vport:vports/vport",
-    "service": "/kubefabric-k8s:k8s/service",
-    "cni": "/kubefabric-k8s:k8s/cni",
+#: record kinds that are whole datastore rows, and their schema paths
+ROW_PATHS = {
+    "vport": schema_paths.VPORT,
+    "service": schema_paths.K8S_SERVICE,
+    "cni": schema_paths.K8S_CNI,
 }
+_KIND_OF_PATH = {path: kind for kind, path in ROW_PATHS.items()}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS record (
@@ -84,18 +90,6 @@ CREATE INDEX IF NOT EXISTS record_by_from ON record(valid_from);
 CREATE INDEX IF NOT EXISTS record_by_to ON record(valid_to);
 CREATE VIRTUAL TABLE IF NOT EXISTS record_span USING rtree(id, k0, k1, t0, t1, +valid_from, +valid_to, +cluster, +key, +data);
 """
-
-
-def to_epoch(t: float | int | datetime | str | None) -> float:
-    """Epoch seconds from a float, a datetime or an RFC 3339 string (UTC when no offset); None -> now."""
-    if t is None:
-        return time.time()
-    if isinstance(t, (int, float)):
-        return float(t)
-    parsed = t if isinstance(t, datetime) else datetime.fromisoformat(str(t).replace("Z", "+00:00"))
-    if parsed.tzinfo is None:  # a time without an offset is UTC, as everywhere else in the agent
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
 
 
 def _digest(data: Mapping) -> int:
@@ -141,14 +135,17 @@ class _OpenIndex:
         return [k if isinstance(k, tuple) else (k, "") for k in table]
 
 
-def _locked(method):
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _locked(method: _Method) -> _Method:
     """Run a method holding the store's lock, after committing what is buffered."""
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: "HistoryStore", *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self._flush(None)
             return method(self, *args, **kwargs)
-    return wrapper
+    return cast(_Method, wrapper)
 
 
 class HistoryStore:
@@ -297,7 +294,7 @@ class HistoryStore:
         For migrations from another store and for benchmarks; records must not
         overlap open records already held for the same identity.
         """
-        rows = []
+        rows: list[tuple[str, str, str, str, str, float, float]] = []
         for kind, cluster, key, member, data, start, end in records:
             rows.append((kind, cluster, key, member, json.dumps(data, separators=(",", ":")), float(start),
                          OPEN_END if end is None else float(end)))
@@ -317,9 +314,9 @@ class HistoryStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for kind, cluster, key, member, data, _start, end in rows:
-            if end >= OPEN_END:
-                self._open.put(kind, cluster, key, member, _digest(json.loads(data)))
+        for kind, cluster, key, member, text, _start, stop in rows:
+            if stop >= OPEN_END:
+                self._open.put(kind, cluster, key, member, _digest(json.loads(text)))
         return len(rows)
 
     def enforce_retention(self, now: float | None = None, batch: int = 20000) -> int:
@@ -393,88 +390,78 @@ class HistoryStore:
             finally:
                 self._db.close()
 
-    # ------------------------------------------------------------------ queries
+    # ------------------------------------------------------------------ queries (the History port)
+
+    def history_paths(self) -> frozenset[str]:
+        """Schema paths whose rows ``rows_at`` can answer."""
+        return frozenset(ROW_PATHS.values())
 
     @_locked
-    def pods_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> list[dict]:
-        """Every pod holding ``ip`` at ``t`` (several only for host-network pods or clusters sharing a range)."""
+    def pods_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> list[Version]:
+        """Every pod version holding ``ip`` at ``t`` (several only for host-network pods or clusters sharing a
+        range): a pod with its own IP before host-network pods, then the most recent claim first."""
         ts = to_epoch(t)
-        sql = ("SELECT cluster, member, data, valid_from, valid_to FROM record "
+        sql = ("SELECT kind, cluster, key, member, data, valid_from, valid_to FROM record "
                "WHERE kind='pod' AND key=? AND valid_from <= ? AND valid_to > ?")
         args: list = [ip, ts, ts]
         if cluster is not None:
             sql += " AND cluster=?"
             args.append(cluster)
-        rows = [self._decode(r) for r in self._db.execute(sql, args)]
-        rows.sort(key=lambda r: (bool(r.get("host-network")), -r["valid_from"]))
+        rows = [_version(r) for r in self._db.execute(sql, args)]
+        rows.sort(key=lambda v: (bool(v.data.get("host-network")), -v.valid_from))
         return rows
 
-    def pod_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> dict | None:
-        """The pod that held ``ip`` at ``t``: a dict with cluster, namespace, name, uid, node,
-        phase, labels, host-network, valid_from, valid_to (None while current); or None.
+    def pod_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> Version | None:
+        """The pod version that held ``ip`` at ``t`` (the best claim of ``pods_at``), or None.
 
-        When several pods claim the address, a pod with its own IP wins over
-        host-network pods, then the most recent claim wins.
+        Its ``data`` is the pod summary: namespace, name, uid, node, phase,
+        labels, host-network.
         """
         rows = self.pods_at(ip, t, cluster)
         return rows[0] if rows else None
 
     @_locked
-    def service_backends(self, cluster: str, namespace: str, name: str, t: float | datetime | str | None = None) -> list[str]:
-        """Ready backends ("ns/pod@ip") of a service at ``t``, sorted."""
+    def service_backends(self, cluster: str, namespace: str, name: str,
+                         t: float | datetime | str | None = None) -> list[Version]:
+        """The ready backends of a service at ``t``: member versions (``member`` is "ns/pod@ip"), by member."""
         ts = to_epoch(t)
         rows = self._db.execute(
-            "SELECT member FROM record WHERE kind='member' AND key=? AND valid_from <= ? AND valid_to > ? AND cluster=?",
+            "SELECT kind, cluster, key, member, data, valid_from, valid_to FROM record "
+            "WHERE kind='member' AND key=? AND valid_from <= ? AND valid_to > ? AND cluster=?",
             (f"{namespace}/{name}", ts, ts, cluster),
         )
-        return sorted({r[0] for r in rows})
+        return sorted((_version(r) for r in rows), key=lambda v: v.member)
 
     @_locked
     def service_backends_between(self, cluster: str, namespace: str, name: str,
-                                 t1: float | datetime | str, t2: float | datetime | str) -> list[dict]:
-        """Backends that served the service at any time in ``[t1, t2)``:
-        dicts {member, pod, ip, node, valid_from, valid_to}, ordered by valid_from."""
-        a, b = to_epoch(t1), to_epoch(t2)
+                                 start: float | datetime | str, end: float | datetime | str,
+                                 limit: int = DEFAULT_LIMIT) -> Page[Version]:
+        """Backends that served the service at any time in ``[start, end)``, ordered by valid_from."""
+        a, b = to_epoch(start), to_epoch(end)
         rows = self._db.execute(
-            "SELECT cluster, member, data, valid_from, valid_to FROM record "
-            "WHERE kind='member' AND key=? AND valid_from < ? AND valid_to > ? AND cluster=? ORDER BY valid_from",
-            (f"{namespace}/{name}", b, a, cluster),
-        )
-        out = []
-        for row in rows:
-            rec = self._decode(row)
-            rec["member"] = row[1]
-            out.append(rec)
-        return out
+            "SELECT kind, cluster, key, member, data, valid_from, valid_to FROM record "
+            "WHERE kind='member' AND key=? AND valid_from < ? AND valid_to > ? AND cluster=? "
+            "ORDER BY valid_from LIMIT ?",
+            (f"{namespace}/{name}", b, a, cluster, limit + 1),
+        ).fetchall()
+        return Page([_version(r) for r in rows[:limit]], truncated=len(rows) > limit)
 
-    def vports_at(self, t: float | datetime | str | None = None, cluster: str | None = None) -> dict[str, dict]:
-        """The vPort table as it was at ``t``: {ip: row}, rows as the live table holds them."""
-        return {key: row for _, key, row in self._rows_at("vport", t, cluster)}
-
-    def services_at(self, t: float | datetime | str | None = None, cluster: str | None = None) -> dict[tuple, dict]:
-        """Service rows at ``t``: {(cluster, namespace, name): row}."""
-        out = {}
-        for clus, key, row in self._rows_at("service", t, cluster):
-            ns, _, name = key.partition("/")
-            out[(clus, ns, name)] = row
-        return out
+    def rows_at(self, path: str, t: float | datetime | str | None = None, *, cluster: str | None = None,
+                limit: int = DEFAULT_LIMIT) -> Page[Row]:
+        """The rows of a table with history (``history_paths``) as they were at ``t``."""
+        kind = _KIND_OF_PATH.get(path)
+        if kind is None:
+            raise KeyError(f"no history is kept for {path}")
+        rows = self._rows_at(kind, t, cluster, limit + 1)
+        return Page([Row(_row_keys(kind, clus, key), data) for clus, key, data in rows[:limit]],
+                    truncated=len(rows) > limit)
 
     @_locked
-    def cni_at(self, cluster: str, t: float | datetime | str | None = None) -> dict | None:
-        """The k8s/cni row of a cluster at ``t``, or None."""
-        ts = to_epoch(t)
-        row = self._db.execute(
-            "SELECT data FROM record WHERE kind='cni' AND key='' AND cluster=? AND valid_from <= ? AND valid_to > ? "
-            "ORDER BY valid_from DESC LIMIT 1", (cluster, ts, ts)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    @_locked
-    def changes(self, start: float | datetime | str, end: float | datetime | str | None = None,
+    def changes(self, start: float | datetime | str, end: float | datetime | str | None = None, *,
                 kinds: Iterable[str] | None = None, cluster: str | None = None,
-                limit: int | None = None) -> list[dict]:
-        """Every version opened or closed in ``[start, end)``, in time order.
+                limit: int = DEFAULT_LIMIT) -> Page[HistoryChange]:
+        """Every version opened or closed in ``[start, end)``, in time order, at most ``limit``.
 
-        Each change is {time, op, kind, cluster, key, member, data, path, keys}:
         ``op`` is "update" when a version opened and "delete" when one closed
         without a successor at the same instant.  ``path``/``keys`` name the
         datastore node for row kinds (vport, service, cni) and are None for
@@ -486,12 +473,15 @@ class HistoryStore:
         extra, args = "", []
         if cluster is not None:
             extra, args = " AND cluster=?", [cluster]
+        # each side ordered and cut at limit + 1: the merged first limit + 1 events are among them
         opened = self._db.execute(
             f"SELECT kind, cluster, key, member, data, valid_from FROM record INDEXED BY record_by_from "
-            f"WHERE valid_from >= ? AND valid_from < ? AND kind IN ({marks}){extra}", [a, b, *wanted, *args]).fetchall()
+            f"WHERE valid_from >= ? AND valid_from < ? AND kind IN ({marks}){extra} ORDER BY valid_from LIMIT ?",
+            [a, b, *wanted, *args, limit + 1]).fetchall()
         closed = self._db.execute(
             f"SELECT kind, cluster, key, member, data, valid_to FROM record INDEXED BY record_by_to "
-            f"WHERE valid_to >= ? AND valid_to < ? AND kind IN ({marks}){extra}", [a, b, *wanted, *args]).fetchall()
+            f"WHERE valid_to >= ? AND valid_to < ? AND kind IN ({marks}){extra} ORDER BY valid_to LIMIT ?",
+            [a, b, *wanted, *args, limit + 1]).fetchall()
         reopened = {(r[0], r[1], r[2], r[3], r[5]) for r in opened}
         events = []
         for kind, clus, key, member, data, ts in opened:
@@ -500,52 +490,52 @@ class HistoryStore:
             if (kind, clus, key, member, ts) not in reopened:
                 events.append((ts, 0, "delete", kind, clus, key, member, data))
         events.sort(key=lambda e: (e[0], e[1]))
-        if limit is not None:
-            events = events[:limit]
+        truncated = len(events) > limit
         out = []
-        for ts, _, op, kind, clus, key, member, data in events:
-            out.append({
-                "time": ts, "op": op, "kind": kind, "cluster": clus, "key": key, "member": member,
-                "data": json.loads(data), "path": _ROW_PATHS.get(kind), "keys": self._row_keys(kind, clus, key),
-            })
-        return out
+        for ts, _, op, kind, clus, key, member, data in events[:limit]:
+            out.append(HistoryChange(ts, op, kind, clus, key, member, json.loads(data), ROW_PATHS.get(kind),
+                                     _row_keys(kind, clus, key) if kind in ROW_PATHS else None))
+        return Page(out, truncated=truncated)
 
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _row_keys(kind: str, cluster: str, key: str) -> tuple | None:
-        if kind == "vport":
-            return (key,)
-        if kind == "cni":
-            return (cluster,)
-        if kind == "service":
-            ns, _, name = key.partition("/")
-            return (cluster, ns, name)
-        return None
-
     @_locked
-    def _rows_at(self, kind: str, t, cluster: str | None) -> list[tuple[str, str, dict]]:
+    def _rows_at(self, kind: str, t: float | datetime | str | None, cluster: str | None,
+                 limit: int) -> list[tuple[str, str, dict]]:
         ts = to_epoch(t)
         code = _KIND_CODE[kind]
-        # whole-table kinds carry their rows in the R*Tree's auxiliary columns: the stabbing
-        # query reads the tree only, rows of one era sit together in its leaves
-        sql = ("SELECT cluster, key, data FROM record_span "
-               "WHERE k0 <= ? AND k1 >= ? AND t0 <= ? AND t1 > ? AND valid_from <= ? AND valid_to > ?")
-        args: list = [code, code, ts, ts, ts, ts]
+        if kind in _SNAPSHOT_KINDS:
+            # whole-table kinds carry their rows in the R*Tree's auxiliary columns: the stabbing
+            # query reads the tree only, rows of one era sit together in its leaves
+            sql = ("SELECT cluster, key, data FROM record_span "
+                   "WHERE k0 <= ? AND k1 >= ? AND t0 <= ? AND t1 > ? AND valid_from <= ? AND valid_to > ?")
+            args: list = [code, code, ts, ts, ts, ts]
+        else:
+            sql = "SELECT cluster, key, data FROM record WHERE kind = ? AND valid_from <= ? AND valid_to > ?"
+            args = [kind, ts, ts]
         if cluster is not None:
             sql += " AND cluster = ?"
             args.append(cluster)
+        sql += " LIMIT ?"
+        args.append(limit)
         rows = self._db.execute(sql, args).fetchall()
         if not rows:
             return []
         datas = json.loads("[" + ",".join(r[2] for r in rows) + "]")   # one parse for the whole table
         return [(r[0], r[1], d) for r, d in zip(rows, datas)]
 
-    @staticmethod
-    def _decode(row: tuple) -> dict:
-        cluster, _member, data, valid_from, valid_to = row
-        rec = json.loads(data)
-        rec["cluster"] = cluster
-        rec["valid_from"] = valid_from
-        rec["valid_to"] = None if valid_to >= OPEN_END else valid_to
-        return rec
+
+def _row_keys(kind: str, cluster: str, key: str) -> tuple:
+    """The datastore key tuple of a row kind's record."""
+    if kind == "vport":
+        return (key,)
+    if kind == "cni":
+        return (cluster,)
+    ns, _, name = key.partition("/")
+    return (cluster, ns, name)
+
+
+def _version(row: tuple) -> Version:
+    kind, cluster, key, member, data, valid_from, valid_to = row
+    return Version(kind, cluster, key, member, json.loads(data), valid_from,
+                   None if valid_to >= OPEN_END else valid_to)

@@ -6,8 +6,12 @@
 - `state`: operational nodes written by producers.
 - `feed`: the single change feed (config and state alike).
 
+- `history`: the time machine's queries (`core.history.TimeMachine`).
+
 Faces (gNMI, NETCONF, CLI) read nodes with `read()` and subscribe to
-`feed`; producers never know which faces exist.
+`feed`; producers never know which faces exist.  The datastore is the
+fabric store's `FabricEvents`: it applies the trees the store delivers and
+writes `/fabric/node` and `/fabric/sync-state` from the store's reports.
 """
 from __future__ import annotations
 
@@ -16,26 +20,24 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator, Sequence
 
-from fabric_sync.scope import fill_owner, split
-from fabric_sync.store import FabricStore
-
-from .changefeed import Change, ChangeFeed
+from .. import schema_paths
+from ..changefeed import Change, ChangeFeed
+from ..errors import ConfigError, ConflictError
+from ..history.timemachine import TimeMachine
+from ..persist import read_json, write_json_atomic
+from ..ports.fabric import FabricStore, MemberInfo
+from ..ports.state import ConfigListener, EditFn, Unsubscribe
+from ..schema import Schema, default_schema
+from ..scope import fill_owner, split
 from .config import ConfigStore, diff_flat
-from .errors import ConfigError, ConflictError, UnavailableError
-from .persist import read_json, write_json_atomic
-from .schema import Schema, default_schema
 from .state import StateStore
-from . import schema_paths
 
-__all__ = ["Datastore", "Change", "ConfigError", "UnavailableError", "Schema"]
+__all__ = ["Datastore"]
 
 log = logging.getLogger("kubefabric.datastore")
 audit = logging.getLogger("kubefabric.audit")
-
-EditFn = Callable[[dict], dict]
-ConfigListener = Callable[[dict], Any]
 
 FABRIC_PATH = schema_paths.FABRIC
 NODE_PATH = schema_paths.FABRIC_NODE
@@ -52,8 +54,8 @@ class Datastore:
         self.config = ConfigStore(self.schema)
         self.state = StateStore(self.schema, self.feed)
         self.fabric = fabric
-        #: history store (the Kubernetes collector sets it) for time-machine queries
-        self.history: Any = None
+        #: time-machine queries (answers "unavailable" until a history store is attached)
+        self.history = TimeMachine()
         self._local_file = self.data_dir / "local-config.json"
         self._local: dict = {}
         self._applied_revision = -1
@@ -65,19 +67,13 @@ class Datastore:
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> None:
-        """Restore local config and join the fabric store."""
+        """Restore local config and join the fabric store (which reports back through FabricEvents)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._local = read_json(self._local_file, {})
-        attach = getattr(self.fabric, "attach", None)
-        if attach is not None:  # replicated stores publish membership and sync-state themselves
-            attach(self)
-        await self.fabric.start(self._on_fabric_change)
-        if attach is None:
-            self.set_sync_state(self.fabric.sync_state)
-            for member in self.fabric.members():
-                self.state.upsert(NODE_PATH, (member.name,), {
-                    "state": member.state, "address": member.address, "role": member.role,
-                })
+        local = read_json(self._local_file, {})
+        self._local = local if isinstance(local, dict) else {}
+        self.fabric_sync(self.fabric.sync_state)
+        await self.fabric.start(self)
+        self.fabric_members(self.fabric.members())
 
     async def stop(self) -> None:
         """Leave the fabric store."""
@@ -150,7 +146,8 @@ class Datastore:
         except OSError as exc:
             raise ConfigError("resource-denied", f"cannot persist config: {exc.strerror or exc}") from None
 
-    def _on_fabric_change(self, tree: dict, revision: int) -> None:
+    # -- FabricEvents: what the fabric store reports ------------------------
+    def fabric_config(self, tree: dict, revision: int) -> None:
         """The fabric store delivered a tree (initial load or another node's write)."""
         if revision <= self._applied_revision:
             return
@@ -183,10 +180,37 @@ class Datastore:
                 log.exception("config listener failed")
         return changes
 
-    def on_config(self, listener: ConfigListener) -> None:
-        """Call `listener(running_with_defaults)` now and after every applied change."""
+    def fabric_members(self, members: Sequence[MemberInfo]) -> None:
+        """The store's member table -> /fabric/node rows (state, address, role, last-seen)."""
+        rows = {}
+        for m in members:
+            leaves = {"state": m.state}
+            if m.address:
+                leaves["address"] = m.address
+            if m.role:
+                leaves["role"] = m.role
+            if m.last_seen:
+                leaves["last-seen"] = m.last_seen
+            rows[(m.name,)] = leaves
+        self.state.replace_where(NODE_PATH, rows)
+
+    def fabric_sync(self, state: str) -> None:
+        """The store's sync state -> /fabric/sync-state ("stale": reads serve the last applied config)."""
+        self.state.merge(FABRIC_PATH, (), {"sync-state": state})
+
+    # -- following config ----------------------------------------------------
+    def on_config(self, listener: ConfigListener) -> Unsubscribe:
+        """Call `listener(running_with_defaults)` now and after every applied change, until unsubscribed."""
         self._config_listeners.append(listener)
         self._keep(listener(self.config.full))
+
+        def unsubscribe() -> None:
+            try:
+                self._config_listeners.remove(listener)
+            except ValueError:
+                pass
+
+        return unsubscribe
 
     def _keep(self, result: Any) -> None:
         """Run a coroutine listener's result as a task we hold (an unheld task may vanish)."""
@@ -194,25 +218,6 @@ class Datastore:
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    # -- time machine --------------------------------------------------------
-    async def history_query(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Run a time-machine query (e.g. "vports_at", "changes") off the event loop.
-
-        The history store is SQLite: a query over a large table takes tens of
-        milliseconds, during which no gNMI stream, NETCONF session or sFlow
-        datagram would be served if it ran on the loop.  Raises LookupError
-        when no history store is running.
-        """
-        history = self.history
-        if history is None:
-            raise LookupError("this agent keeps no history (the Kubernetes collector is not running)")
-        return await asyncio.to_thread(getattr(history, method), *args, **kwargs)
-
-    # -- state helpers -------------------------------------------------------
-    def set_sync_state(self, sync_state: str) -> None:
-        """Record fabric replication health in /fabric/sync-state."""
-        self.state.merge(FABRIC_PATH, (), {"sync-state": sync_state})
 
     # -- reading -------------------------------------------------------------
     def read(self, path: str) -> Iterator[tuple[tuple, dict, int]]:

@@ -3,7 +3,10 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from collectors.k8s.timefilters import TimeFilterError, parse_duration, parse_time, parse_window
+from core.times import (
+    TimeFilterError, TimeFormatError, format_duration, format_rfc3339, format_rfc3339_ns, parse_duration,
+    parse_rfc3339, parse_window, to_epoch, try_parse_rfc3339,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 
@@ -27,11 +30,13 @@ def test_bad_durations(bad):
 
 
 def test_times_are_utc():
-    assert parse_time("2026-11-22T12:00:00") == NOW
-    assert parse_time("2026-11-22T12:00:00Z") == NOW
-    assert parse_time("2026-11-22T13:00:00+01:00") == NOW
-    with pytest.raises(TimeFilterError):
-        parse_time("22/11/2026 12:00")
+    assert parse_rfc3339("2026-11-22T12:00:00") == NOW
+    assert parse_rfc3339("2026-11-22T12:00:00Z") == NOW
+    assert parse_rfc3339("2026-11-22T13:00:00+01:00") == NOW
+    with pytest.raises(TimeFormatError):
+        parse_rfc3339("22/11/2026 12:00")
+    with pytest.raises(TimeFilterError):  # as a filter, the same text is a filter error with the CLI's words
+        parse_window({"start-time": "22/11/2026 12:00"})
 
 
 @pytest.mark.parametrize("filters, window", [
@@ -68,3 +73,31 @@ def test_conflicting_filters(filters):
 def test_duration_roundtrip(d, h, m, s):
     text = "".join(f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if v) or "0s"
     assert parse_duration(text) == d * 86400 + h * 3600 + m * 60 + s
+
+
+def test_to_epoch_takes_every_form_a_caller_has():
+    """Numbers, naive (UTC) and aware datetimes, RFC 3339 text with and without an offset; None is now."""
+    assert to_epoch(NOW) == NOW
+    assert to_epoch("2026-11-22T12:00:00") == NOW  # no offset: UTC (this once raised NameError)
+    assert to_epoch("2026-11-22T12:00:00.000Z") == NOW
+    assert to_epoch(datetime(2026, 11, 22, 12, 0, 0)) == NOW
+    assert to_epoch(datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)) == NOW
+    assert abs(to_epoch(None) - datetime.now(timezone.utc).timestamp()) < 5
+    with pytest.raises(TimeFormatError):
+        to_epoch("yesterday")
+    with pytest.raises(TimeFormatError):
+        to_epoch(True)
+
+
+def test_rfc3339_formats_round_trip():
+    assert format_rfc3339(NOW + 0.1234) == "2026-11-22T12:00:00.123Z"
+    assert parse_rfc3339(format_rfc3339(NOW + 0.5)) == NOW + 0.5
+    assert format_rfc3339_ns(int(NOW * 1e9) + 123456789, digits=6) == "2026-11-22T12:00:00.123456Z"
+    assert format_rfc3339_ns(int(NOW * 1e9), digits=0) == "2026-11-22T12:00:00Z"
+    assert try_parse_rfc3339("") is None and try_parse_rfc3339(None) is None and try_parse_rfc3339("x") is None
+    assert try_parse_rfc3339("2026-11-22T12:00:00Z") == NOW
+
+
+@given(st.integers(min_value=0, max_value=10**7))
+def test_durations_round_trip(seconds):
+    assert parse_duration(format_duration(seconds)) == seconds

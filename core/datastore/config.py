@@ -14,9 +14,9 @@ import time
 import yangson.exceptions as yerr
 from yangson.enumerations import ContentType, ValidationScope
 
-from .changefeed import Change
-from .errors import ConfigError
-from .schema import Schema
+from ..changefeed import Change
+from ..errors import ConfigError
+from ..schema import NodeInfo, Schema
 from .tree import flatten
 
 # yangson's tags -> (RFC 6241 error-tag, RFC 7950 error-app-tag)
@@ -56,7 +56,7 @@ def to_config_error(exc: yerr.YangsonException) -> ConfigError:
     if isinstance(exc, yerr.YangTypeError):
         return ConfigError("invalid-value", f"invalid value: {message or tag}", path=path)
     if isinstance(exc, yerr.SemanticError):
-        etag, app = _SEMANTIC_TAGS.get(tag, ("operation-failed", tag or ""))
+        etag, app = _SEMANTIC_TAGS.get(tag or "", ("operation-failed", tag or ""))
         if tag == "too-many-elements":
             message = message or "too many list entries (a fabric holds at most four Kubernetes connections)"
         return ConfigError(etag, message or f"{tag} at {path}", path=path, app_tag=app)
@@ -152,7 +152,7 @@ def diff_flat(old_flat: dict, new_flat: dict, ts: int) -> list[Change]:
 def _config_only(tree: dict, schema: Schema) -> dict:
     """Drop the empty config-false containers yangson's add_defaults creates."""
 
-    def strip(body: dict, info) -> dict:
+    def strip(body: dict, info: NodeInfo) -> dict:
         out = {}
         for name, value in body.items():
             if name in info.leaves:

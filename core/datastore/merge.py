@@ -9,7 +9,9 @@ survives a rollback that removes ours.
 """
 from __future__ import annotations
 
-from .schema import NodeInfo, Schema
+from typing import Any, Union, cast
+
+from ..schema import NodeInfo, Schema
 
 _MISSING = object()
 
@@ -19,11 +21,19 @@ def merge3(base: dict, ours: dict, theirs: dict, schema: Schema) -> dict:
     return _merge_object(base or {}, ours or {}, theirs or {}, None, schema)
 
 
-def _child(info: NodeInfo | None, name: str, schema: Schema) -> NodeInfo | None:
+def _child(info: "_Node | None", name: str, schema: Schema) -> "_Node | None":
     return schema.top.get(name) if info is None else info.children.get(name)
 
 
-def _merge_object(base: dict, ours: dict, theirs: dict, info: NodeInfo | None, schema: Schema) -> dict:
+def _as_list(value: object) -> list:
+    return [] if value is _MISSING else cast(list, value)
+
+
+def _as_dict(value: object) -> dict:
+    return {} if value is _MISSING else cast(dict, value)
+
+
+def _merge_object(base: dict, ours: dict, theirs: dict, info: "_Node | None", schema: Schema) -> dict:
     out: dict = {}
     for name in list(theirs) + [k for k in ours if k not in theirs]:
         b, o, t = base.get(name, _MISSING), ours.get(name, _MISSING), theirs.get(name, _MISSING)
@@ -35,12 +45,10 @@ def _merge_object(base: dict, ours: dict, theirs: dict, info: NodeInfo | None, s
             child = _child(info, name, schema)
             if child is not None and all(x is _MISSING or isinstance(x, (dict, list)) for x in (b, o, t)):
                 # both sides changed this subtree: merge inside it (a missing side is empty)
-                empty: list | dict = [] if child.kind == "list" else {}
-                bb, oo, tt = (empty if x is _MISSING else x for x in (b, o, t))
-                if child.kind == "list":
-                    value = _merge_list(bb, oo, tt, child, schema)
+                if isinstance(child, NodeInfo) and child.kind == "list":
+                    value = _merge_list(_as_list(b), _as_list(o), _as_list(t), child, schema)
                 else:
-                    value = _merge_object(bb, oo, tt, child, schema)
+                    value = _merge_object(_as_dict(b), _as_dict(o), _as_dict(t), child, schema)
                 if not value and (o is _MISSING or t is _MISSING):
                     value = _MISSING
             else:
@@ -68,7 +76,8 @@ class _EntryHolder:
     """Lets a list entry be merged as the only child 'e' of a pseudo-container."""
 
     def __init__(self, entry_info: NodeInfo) -> None:
-        self.children = {"e": _AsContainer(entry_info)}
+        self.kind = "container"
+        self.children: dict[str, Any] = {"e": _AsContainer(entry_info)}
 
 
 class _AsContainer:
@@ -76,4 +85,8 @@ class _AsContainer:
 
     def __init__(self, info: NodeInfo) -> None:
         self.kind = "container"
-        self.children = info.children
+        self.children: dict[str, Any] = dict(info.children)
+
+
+#: what the recursion walks: a schema node, or a list entry seen as a container
+_Node = Union[NodeInfo, _EntryHolder, _AsContainer]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from .schema import NodeInfo, Schema
+from ..schema import NodeInfo, Schema
 
 NodeKey = tuple[str, tuple]
 

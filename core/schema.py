@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 
 from yangson import DataModel
@@ -21,12 +25,41 @@ from yangson import schemanode as ysn
 ORGANIZATION = "kubefabric project"
 
 
+@lru_cache(maxsize=1)
 def yang_dir() -> Path:
-    """Directory holding our YANG modules (overridable for installed copies)."""
+    """Directory of the YANG modules shipped as package data (``core/yang``).
+
+    ``kubefabric-*`` are the data models the agent serves, ``ietf/`` the
+    types they import, ``netconf/`` the modules only NETCONF announces
+    (ietf-netconf-monitoring, kubefabric-notifications).  Read with
+    importlib.resources, so an installed wheel works from any directory; a
+    package that is not on disk (a zip) is copied out once, because yangson
+    reads modules from a directory.  ``KUBEFABRIC_YANG_DIR`` overrides it.
+    """
     env = os.environ.get("KUBEFABRIC_YANG_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "yang"
+    root = resources.files("core.yang")
+    if isinstance(root, Path):
+        return root
+    target = Path(tempfile.mkdtemp(prefix="kubefabric-yang-"))
+    _copy_tree(root, target)
+    return target
+
+
+def _copy_tree(source: Traversable, target: Path) -> None:
+    for entry in source.iterdir():
+        if entry.is_dir():
+            (target / entry.name).mkdir()
+            _copy_tree(entry, target / entry.name)
+        elif entry.name.endswith(".yang"):
+            with entry.open("rb") as src, open(target / entry.name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def netconf_yang_dir() -> Path:
+    """Modules only the NETCONF face announces (``core/yang/netconf``)."""
+    return yang_dir() / "netconf"
 
 
 @dataclass(frozen=True)
@@ -134,9 +167,12 @@ class Schema:
         for path in sorted(self.directory.glob("*.yang")) + sorted((self.directory / "ietf").glob("*.yang")):
             text = path.read_text()
             name, _, revision = path.stem.partition("@")
-            namespace = re.search(r'namespace\s+"([^"]+)"', text).group(1)
-            prefix = re.search(r"^\s*prefix\s+\"?([\w-]+)\"?;", text, re.M).group(1)
-            found.append(ModuleInfo(name, revision, namespace, prefix, path, name.startswith("kubefabric-")))
+            namespace = re.search(r'namespace\s+"([^"]+)"', text)
+            prefix = re.search(r"^\s*prefix\s+\"?([\w-]+)\"?;", text, re.M)
+            if namespace is None or prefix is None:
+                raise ValueError(f"{path}: not a YANG module (no namespace or prefix statement)")
+            found.append(ModuleInfo(name, revision, namespace.group(1), prefix.group(1), path,
+                                    name.startswith("kubefabric-")))
         return found
 
     def _index(self, snode: ysn.InternalNode, parent: NodeInfo | None, prefix: str, keys: tuple[str, ...]) -> NodeInfo:

@@ -14,8 +14,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from .changefeed import Change, ChangeFeed
-from .schema import Schema
+from ..changefeed import Change, ChangeFeed
+from ..schema import NodeInfo, Schema
 
 
 class StateStore:
@@ -103,7 +103,7 @@ class StateStore:
         return [p for p, t in self._nodes.items() if t]
 
     # -- internals ---------------------------------------------------------
-    def _info(self, path: str):
+    def _info(self, path: str) -> NodeInfo:
         info = self._schema.nodes.get(path)
         if info is None:
             raise KeyError(f"no schema node {path!r}")

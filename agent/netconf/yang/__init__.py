@@ -1,1 +1,0 @@
-"""YANG modules of the NETCONF face itself (packaged as data: get-schema serves them)."""
