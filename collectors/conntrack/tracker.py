@@ -69,7 +69,7 @@ class Connection:
                  "encapsulation", "state", "fins", "syn_time", "latency", "first_seen", "last_seen",
                  "packets", "bytes", "published", "first_text", "attribution", "attributed_at", "dirty", "alive",
                  "written_at", "owner", "lookup", "queued",
-                 "src_key", "dst_key")
+                 "src_key", "dst_key", "outcome", "latency_source")
 
     def __init__(self, switch: str, vlan: int, vxlan: int, protocol: int, src_ip: str, dst_ip: str,
                  src_port: int, dst_port: int, encapsulation: str, t: float) -> None:
@@ -102,6 +102,10 @@ class Connection:
         self.queued = t  # last_seen when placed at the end of its exporter's order (second chance)
         self.src_key: str | bytes = src_ip  # the addresses as samples carry them (packed or text)
         self.dst_key: str | bytes = dst_ip
+        #: completed | refused | no-response | reset, once known (YANG leaf outcome)
+        self.outcome: str | None = None
+        #: capture | sflow: where ``latency`` came from (YANG leaf latency-source)
+        self.latency_source: str | None = None
 
     @property
     def key(self) -> tuple:
@@ -124,6 +128,8 @@ class Connection:
         self.packets = self.bytes = 0
         self.fins = 0
         self.latency = None
+        self.latency_source = None
+        self.outcome = None
         self.syn_time = None
         self.state = None
 
@@ -143,6 +149,10 @@ class Connection:
         }
         if self.latency is not None:
             row["latency"] = self.latency
+            if self.latency_source is not None:
+                row["latency-source"] = self.latency_source
+        if self.outcome is not None:
+            row["outcome"] = self.outcome
         return row
 
     def __repr__(self) -> str:
@@ -249,6 +259,7 @@ class ConnectionTracker:
                     conn.state = "syn-ack"
                     if conn.syn_time is not None and conn.latency is None and t >= conn.syn_time:
                         conn.latency = round((t - conn.syn_time) * 1_000_000)
+                        conn.latency_source = "sflow"
             else:  # SYN: sent by the client
                 if state in _CLOSING or state == "closed":
                     conn.restart(t)

@@ -180,7 +180,7 @@ def test_row_leaves():
     assert row == {
         "switch": "192.0.2.1", "cur-state": "syn-ack", "age": 10, "packets": 8, "bytes": 592,
         "encapsulation": "none", "first-seen": "2023-11-14T22:13:20.000Z",
-        "last-seen": "2023-11-14T22:13:20.001Z", "latency": 1500,
+        "last-seen": "2023-11-14T22:13:20.001Z", "latency": 1500, "latency-source": "sflow",
     }
 
 
