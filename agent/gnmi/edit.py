@@ -15,7 +15,7 @@ import copy
 import json
 from dataclasses import dataclass
 
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.schema import NodeInfo, Schema
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.datastore import Datastore
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import grpc
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.errors import ConfigError
 from core.ports.stats import ComponentStats
