@@ -11,7 +11,12 @@ Life of a STREAM session:
 The listener only filters and queues (never encodes, never awaits): a
 slow client makes its own queue coalesce, never the datastore wait.
 Subscriptions to paths with no data yet simply match nothing until the
-data appears.  The stream ends cleanly when the client half-closes.
+data appears.
+
+How a session ends (gNMI specification 3.5.1.5): STREAM lasts until the
+client cancels the RPC (or the server fails); a half-close only says the
+client will send nothing more, so it ends ONCE (which ends after its
+sync_response anyway) and POLL (after the outstanding polls), never STREAM.
 """
 from __future__ import annotations
 
@@ -38,6 +43,9 @@ log = logging.getLogger("kubefabric.gnmi")
 STREAM, ONCE, POLL = (gnmi_pb2.SubscriptionList.Mode.Value(n) for n in ("STREAM", "ONCE", "POLL"))
 TARGET_DEFINED, ON_CHANGE, SAMPLE = (gnmi_pb2.SubscriptionMode.Value(n) for n in ("TARGET_DEFINED", "ON_CHANGE", "SAMPLE"))
 MIN_INTERVAL_NS = 10_000_000  # 10 ms: the shortest sample or heartbeat interval served
+#: what SAMPLE with sample_interval 0 ("the lowest interval possible for the target") samples at: the
+#: shortest interval at which a sample of any subscribable path (a 100,000-entry vPort table) is sustained
+LOWEST_SAMPLE_NS = 1_000_000_000
 
 _COUNTER_TYPES = frozenset({"counter32", "counter64", "zero-based-counter32", "zero-based-counter64"})
 _counter_cache: dict[str, frozenset] = {}
@@ -146,13 +154,15 @@ class Session:
         if s.mode == ON_CHANGE:
             return [Sub(selectors, on_change=True, heartbeat_ns=hb)]
         if s.mode == SAMPLE:
-            if s.sample_interval == 0:  # "lowest interval possible": every change
-                return [Sub(selectors, on_change=True, heartbeat_ns=hb)]
-            if s.sample_interval < MIN_INTERVAL_NS:
+            interval = s.sample_interval or LOWEST_SAMPLE_NS  # 0: "the lowest interval possible for the target"
+            if interval < MIN_INTERVAL_NS:
                 raise PathError("INVALID_ARGUMENT", f"sample_interval below {MIN_INTERVAL_NS} ns is not supported")
-            return [Sub(selectors, on_change=False, sample_ns=s.sample_interval, heartbeat_ns=hb,
+            return [Sub(selectors, on_change=False, sample_ns=interval, heartbeat_ns=hb,
                         suppress=s.suppress_redundant)]
         if s.mode == TARGET_DEFINED:
+            if s.sample_interval:
+                raise PathError("INVALID_ARGUMENT", "TARGET_DEFINED chooses its own sample interval; "
+                                "leave sample_interval unset (specification 3.5.1.5.2)")
             schema = self.schema
 
             def events(info):
@@ -180,7 +190,7 @@ class Session:
 
     # -- running ----------------------------------------------------------------
     async def run(self, requests) -> None:
-        """Serve the RPC until it is done, the client half-closes or fails."""
+        """Serve the RPC until it is done: ONCE after sync_response, POLL at half-close, STREAM when cancelled."""
         self.stats["sessions"] = self.stats.get("sessions", 0) + 1
         self.stats["subscriptions"] = self.stats.get("subscriptions", 0) + self.n_subscriptions
         unsubscribe = None
@@ -239,11 +249,11 @@ class Session:
                 await self._send_queued()
                 if len(self.queue):
                     self.wake.set()
-            if self.half_closed and not self.polls:
-                return
+            if self.half_closed and self.mode == POLL and not self.polls:
+                return  # a STREAM session outlives its client's half-close: it ends when the client cancels
 
     async def _read(self, requests) -> None:
-        """Client messages: polls, and the half-close that ends the session."""
+        """Client messages: polls, and the half-close (which ends a POLL session, never a STREAM one)."""
         try:
             async for req in requests:
                 kind = req.WhichOneof("request")

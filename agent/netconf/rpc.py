@@ -206,7 +206,7 @@ class Operations:
 
     async def lock(self, p: "_Params") -> list:
         p.only("target")
-        self.stores.lock(p.datastore("target"), self.session.id)
+        self.stores.lock(p.datastore("target"), self.session.id, self.session.user.name)
         return []
 
     async def unlock(self, p: "_Params") -> list:

@@ -93,6 +93,7 @@ class NetconfServer:
     async def start(self) -> None:
         host, port = split_addr(self.addr, 830)
         self.datastores.load()
+        await self.datastores.load_running_from_startup()
         key = self._host_key()
         self._server = await asyncssh.create_server(
             lambda: _SshServer(self), host, port, server_host_keys=[key], login_timeout=30,
