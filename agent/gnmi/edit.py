@@ -48,14 +48,17 @@ def plan(schema: Schema, request: gnmi_pb2.SetRequest) -> list[Op]:
 
 
 def _refuse_unknown_operations(request) -> None:
-    """A newer client's operation our gnmi.proto lacks (union_replace is field 6) must not be ignored."""
+    """An operation we do not serve (union_replace) or a newer client's field our gnmi.proto lacks is refused."""
+    if len(request.union_replace):
+        raise PathError("UNIMPLEMENTED", "SetRequest union_replace is not supported (it unions CLI and YANG "
+                        "origins; this target has one); nothing was changed", error_tag="operation-not-supported")
     try:
         from google.protobuf.unknown_fields import UnknownFieldSet
     except ImportError:  # pragma: no cover - older protobuf
         return
     numbers = sorted({f.field_number for f in UnknownFieldSet(request)})
     if numbers:
-        what = "union_replace" if numbers == [6] else f"fields {numbers}"
+        what = f"fields {numbers}"
         raise PathError("UNIMPLEMENTED", f"SetRequest {what} is not supported; nothing was changed")
 
 

@@ -15,13 +15,13 @@ from .proto import gnmi_pb2
 from core.datastore import Datastore
 
 from . import encode, history
-from .paths import PathError, resolve, restrict_models
+from .paths import PathError, resolve, restrict_models, with_depth
 from .read import collect, entry_exists
 
 _DATATYPES = set(gnmi_pb2.GetRequest.DataType.values())
 
 
-def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> bytes:
+def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None, depth: int = 0) -> bytes:
     """GetResponse bytes, or PathError (with a gRPC status name) for the client.
 
     `snapshot_rows` is `history.snapshot(...)`, fetched off the event loop by
@@ -36,7 +36,8 @@ def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> byte
     if hist is not None and hist.is_range:
         raise PathError("INVALID_ARGUMENT", "a history range needs a STREAM subscription; Get takes snapshot_time")
     paths = list(request.path) or [gnmi_pb2.Path()]
-    resolved = [restrict_models(ds.schema, resolve(ds.schema, request.prefix, p), request.use_models)
+    resolved = [[with_depth(sel, depth) for sel in
+                 restrict_models(ds.schema, resolve(ds.schema, request.prefix, p), request.use_models)]
                 for p in paths]  # all errors before any work
     if hist is not None:
         for selectors in resolved:

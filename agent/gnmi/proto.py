@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, duration_pb2, message_factory
 from google.protobuf.internal import enum_type_wrapper
 
-__all__ = ["gnmi_pb2", "gnmi_ext_pb2", "pool", "GNMI_PROTO_VERSION"]
+__all__ = ["gnmi_pb2", "gnmi_ext_pb2", "gnmi_pb2_grpc", "pool", "GNMI_PROTO_VERSION"]
 
 _PACKAGE = "gnmi_pb"
 
@@ -80,3 +80,22 @@ def _proto_version() -> str:
 
 
 GNMI_PROTO_VERSION = _proto_version()
+
+
+class GnmiStub:
+    """A client stub for the gNMI service on these messages (sync or grpc.aio channel), as gnmi_pb2_grpc has."""
+
+    def __init__(self, channel) -> None:
+        def method(name: str, request, response, streaming: bool = False):
+            make = channel.stream_stream if streaming else channel.unary_unary
+            return make(f"/gnmi.gNMI/{name}", request_serializer=request.SerializeToString,
+                        response_deserializer=response.FromString)
+
+        self.Capabilities = method("Capabilities", gnmi_pb2.CapabilityRequest, gnmi_pb2.CapabilityResponse)
+        self.Get = method("Get", gnmi_pb2.GetRequest, gnmi_pb2.GetResponse)
+        self.Set = method("Set", gnmi_pb2.SetRequest, gnmi_pb2.SetResponse)
+        self.Subscribe = method("Subscribe", gnmi_pb2.SubscribeRequest, gnmi_pb2.SubscribeResponse, streaming=True)
+
+
+#: shaped like a generated `gnmi_pb2_grpc` module (client side only)
+gnmi_pb2_grpc = SimpleNamespace(gNMIStub=GnmiStub)

@@ -34,7 +34,7 @@ def selector_paths(schema, sel: Selector) -> list[NodeInfo]:
     """Schema nodes a selector reads, parents first."""
     if not sel.subtree:
         return [sel.node]
-    return list(iter_descendants(sel.node))
+    return [info for info in iter_descendants(sel.node) if sel.within_depth(info)]
 
 
 def collect(ds: Datastore, sel: Selector, datatype: int = ALL, leaf_filter: LeafFilter | None = None,

@@ -32,10 +32,10 @@ from core.changefeed import Change
 from core.datastore import Datastore
 from core.schema import NodeInfo
 
-from . import encode, history
+from . import encode, extensions, history
 from .coalesce import CoalescingQueue
 from .match import Index
-from .paths import PathError, Selector, resolve, restrict_models
+from .paths import PathError, Selector, resolve, restrict_models, with_depth
 from .read import collect
 
 log = logging.getLogger("kubefabric.gnmi")
@@ -118,11 +118,13 @@ class Session:
         if not sl.subscription:
             raise PathError("INVALID_ARGUMENT", "a SubscriptionList needs at least one Subscription")
         self.updates_only = sl.updates_only
-        self.history = history.from_extensions(list(request.extension) + list(getattr(sl, "extension", ())))
+        exts = extensions.parse("Subscribe", request.extension)
+        self.history = history.from_extensions(request.extension)
         self.subs: list[Sub] = []
         origins = set()
         for s in sl.subscription:
-            selectors = restrict_models(self.schema, resolve(self.schema, sl.prefix, s.path), sl.use_models)
+            selectors = [with_depth(sel, exts.depth) for sel in
+                         restrict_models(self.schema, resolve(self.schema, sl.prefix, s.path), sl.use_models)]
             origins.add(s.path.origin or sl.prefix.origin)
             self.subs.extend(self._subs_for(s, selectors))
         self.n_subscriptions = len(sl.subscription)
