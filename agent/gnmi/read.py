@@ -44,6 +44,8 @@ def collect(ds: Datastore, sel: Selector, datatype: int = ALL, leaf_filter: Leaf
     depth = len(sel.keys)
     concrete = sel.concrete and depth > 0
     for info in selector_paths(ds.schema, sel):
+        if datatype == CONFIG and not info.config:
+            continue  # a config-false list's keys are state: Get(CONFIG) must round-trip through Set(replace)
         allowed = leaf_filter(info) if leaf_filter is not None else None
         if leaf_filter is not None and allowed is not None and not allowed:
             continue

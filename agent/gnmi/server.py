@@ -166,7 +166,8 @@ class GnmiServer:
     async def _user(self, context):
         self.stats["rpcs"] += 1
         try:
-            return await auth.authenticate(self.authenticator, context)
+            return await auth.authenticate(self.authenticator, context,
+                                           client_certificates=bool(self.tls_client_ca) and not self.insecure)
         except auth.AuthError as exc:
             self.stats["auth_failures"] += 1
             await status.abort(context, exc.code, exc.message, error_tag="access-denied")
