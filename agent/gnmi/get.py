@@ -21,7 +21,7 @@ from .read import collect, entry_exists
 _DATATYPES = set(gnmi_pb2.GetRequest.DataType.values())
 
 
-def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None, depth: int = 0) -> bytes:
+def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None, depth: int = 0, allowed=None) -> bytes:
     """GetResponse bytes, or PathError (with a gRPC status name) for the client.
 
     `snapshot_rows` is `history.snapshot(...)`, fetched off the event loop by
@@ -54,7 +54,7 @@ def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None, depth: 
         enc = encode.Encoder(request.encoding, origin=origin, target=target)
         items: list[bytes] = []
         for sel in selectors:
-            nodes = collect(ds, sel, request.type, rows=rows)
+            nodes = collect(ds, sel, request.type, rows=rows, allowed=allowed)
             if not nodes and sel.concrete and sel.keys and rows is None and not entry_exists(ds, sel):
                 raise PathError("NOT_FOUND", f"no list entry for {_describe(sel)}")
             _encode(ds, enc, sel, nodes, items)

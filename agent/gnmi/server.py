@@ -29,6 +29,7 @@ from .paths import PathError
 from .proto import GNMI_PROTO_VERSION
 from .subscribe import Limits, Session
 from agent.auth import Authenticator
+from agent.nacm import Nacm, follow, for_authenticator
 from core.datastore import Datastore
 
 log = logging.getLogger("kubefabric.gnmi")
@@ -71,8 +72,10 @@ class GnmiServer:
     def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
                  tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
                  limits: Limits | None = None, extra_handlers: tuple = (), max_streams: int = MAX_STREAMS,
-                 max_streams_per_user: int = MAX_STREAMS_PER_USER) -> None:
+                 max_streams_per_user: int = MAX_STREAMS_PER_USER, nacm: Nacm | None = None) -> None:
         self.ds = ds
+        #: NACM (RFC 8341), shared with NETCONF and the CLI: Set is edit-config, reads are filtered by node
+        self.nacm = nacm if nacm is not None else follow(for_authenticator(ds.schema, authenticator), ds)
         self.authenticator = authenticator
         self.addr = addr
         self.host, _ = _split_addr(addr)
@@ -211,10 +214,11 @@ class GnmiServer:
         return await history.snapshot(self.ds, hist.snapshot_ns)
 
     async def _get(self, request, context):
-        await self._user(context)
+        user = await self._user(context)
         try:
             exts = extensions.parse("Get", request.extension)
-            return do_get(self.ds, request, await self._snapshot_rows(request), depth=exts.depth)
+            return do_get(self.ds, request, await self._snapshot_rows(request), depth=exts.depth,
+                          allowed=self.nacm.read_filter(user.name))
         except PathError as exc:
             await self._refuse(context, exc, unknown_path_code="UNIMPLEMENTED")
         except grpc.aio.AbortError:
@@ -228,7 +232,7 @@ class GnmiServer:
         ops: list = []
         try:
             exts = extensions.parse("Set", request.extension)
-            auth.require_write(user)
+            self.nacm.require_exec(user.name, "edit-config")  # data writes are checked in propose
             self.arbitration.check(exts.arbitration)
             ops = edit.plan(self.ds.schema, request)
             schema = self.ds.schema
@@ -337,7 +341,8 @@ class GnmiServer:
                                    f"at most {MAX_SUBSCRIPTIONS_PER_REQUEST} subscriptions in one SubscriptionList",
                                    error_tag="resource-denied")
             try:
-                session = Session(self.ds, context, first, self.stats, self.limits)
+                session = Session(self.ds, context, first, self.stats, self.limits,
+                                  allowed=self.nacm.read_filter(user.name))
                 await session.run(request_iterator)
             except PathError as exc:
                 await self._refuse(context, exc, unknown_path_code="UNIMPLEMENTED")

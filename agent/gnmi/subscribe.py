@@ -46,6 +46,8 @@ MIN_INTERVAL_NS = 10_000_000  # 10 ms: the shortest sample or heartbeat interval
 #: what SAMPLE with sample_interval 0 ("the lowest interval possible for the target") samples at: the
 #: shortest interval at which a sample of any subscribable path (a 100,000-entry vPort table) is sustained
 LOWEST_SAMPLE_NS = 1_000_000_000
+#: how often a history range whose end lies in the future reads what the time machine recorded since
+HISTORY_FOLLOW_S = 0.5
 
 _COUNTER_TYPES = frozenset({"counter32", "counter64", "zero-based-counter32", "zero-based-counter64"})
 _counter_cache: dict[str, frozenset] = {}
@@ -100,8 +102,11 @@ class Limits:
 class Session:
     """The server side of one Subscribe RPC."""
 
-    def __init__(self, ds: Datastore, context, request: gnmi_pb2.SubscribeRequest, stats: dict, limits: Limits) -> None:
+    def __init__(self, ds: Datastore, context, request: gnmi_pb2.SubscribeRequest, stats: dict, limits: Limits,
+                 allowed: Callable[[NodeInfo, tuple], bool] | None = None) -> None:
         self.ds = ds
+        #: NACM read access per node (None: nothing can be denied to this user, the usual case)
+        self.allowed = allowed
         self.schema = ds.schema
         self.context = context
         self.stats = stats
@@ -287,6 +292,9 @@ class Session:
 
     # -- feed listener (synchronous, cheap) --------------------------------------
     def _on_changes(self, batch: list[Change]) -> None:
+        if self.allowed is not None:
+            nodes, allowed = self.schema.nodes, self.allowed
+            batch = [ch for ch in batch if allowed(nodes[ch.path], ch.key)]
         index, put = self.index, self.queue.put
         by_path, whole = index.by_path, self.whole
         for ch in batch:
@@ -368,7 +376,8 @@ class Session:
         merged: dict = {}
         for sub in subs:
             for sel in sub.selectors:
-                for info, key, values, ts in collect(self.ds, sel, leaf_filter=sub.leaf_filter, rows=rows):
+                for info, key, values, ts in collect(self.ds, sel, leaf_filter=sub.leaf_filter, rows=rows,
+                                                     allowed=self.allowed):
                     ident = (info.path, key)
                     entry = merged.get(ident)
                     if entry is None:
@@ -437,11 +446,26 @@ class Session:
         await self._write(encode.SYNC_RESPONSE, 0)
         if not h.is_range:
             return
+        # gnmi-history 2.2.2: every update in [start, end), then the RPC closes.  An end in the future
+        # is honoured: what the time machine records is streamed as it is recorded until the end passes
+        # (an end of max int64 is an open-ended STREAM that began in the past).
+        cursor = h.start_ns
+        while True:
+            now = time.time_ns()
+            until = min(h.end_ns, now)
+            if until > cursor:
+                await self._send_history_changes(await history.changes(self.ds, cursor, until))
+                cursor = until
+            if until >= h.end_ns:
+                return
+            await asyncio.sleep(min(HISTORY_FOLLOW_S, (h.end_ns - now) / 1e9))
+
+    async def _send_history_changes(self, changes) -> None:
         items: list[bytes] = []
         group_ts = None
-        for path, key, values, ts in await history.changes(self.ds, h.start_ns, h.end_ns):
+        for path, key, values, ts in changes:
             wanted = self.index.match(path, key)
-            if wanted is False:
+            if wanted is False or (self.allowed is not None and not self.allowed(self.schema.nodes[path], key)):
                 continue
             if group_ts is not None and ts != group_ts and items:
                 await self._send_items(items, group_ts)

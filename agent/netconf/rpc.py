@@ -14,6 +14,10 @@ from lxml import etree
 
 from core.datastore.tree import build_tree, flatten, iter_descendants
 
+from agent.nacm import prune_tree
+from core.datastore.config import diff_flat
+from core.errors import ConfigError
+
 from .datastores import CANDIDATE, NAMES, RUNNING, STARTUP
 from .edit import EditErrors, Editor
 from .filters import Filter
@@ -69,9 +73,12 @@ class Operations:
             raise RpcError("operation-not-supported", f"unknown operation {qn.localname!r}"
                            + (f" in namespace {qn.namespace}" if qn.namespace else ""), type="protocol",
                            info={"bad-element": qn.localname})
-        if qn.localname in WRITE_OPS and qn.namespace in (BASE_NS, NOTIF_NS) and not self.session.user.can_write:
+        module = {BASE_NS: "ietf-netconf", NOTIF_NS: "notifications", MON_NS: "ietf-netconf-monitoring"}.get(
+            qn.namespace or BASE_NS, "")
+        if not self.server.nacm.may_exec(self.session.user.name, qn.localname, module):
+            self.server.nacm._count("denied-operations")
             raise RpcError("access-denied", f"user {self.session.user.name!r} ({self.session.user.role}) may not "
-                           f"run {qn.localname}", type="application")
+                           f"run {qn.localname} (NACM)", type="protocol")
         result = await handler(_Params(op))
         return result or []
 
@@ -97,6 +104,9 @@ class Operations:
         tree = self._config_view(source, wd)
         if state:
             tree = self._merge_state(tree, tops)
+        allowed = self.server.nacm.read_filter(self.session.user.name)
+        if allowed is not None:  # NACM: nodes the user may not read are left out (RFC 8341 3.4.5)
+            tree = prune_tree(tree, self.ds.schema, allowed)
         self.codec.to_xml(tree, data, tops)
         if state:
             if tops is None or "netconf-state" in tops:
@@ -160,10 +170,15 @@ class Operations:
         else:
             if test != "test-only":
                 self.stores.check_writable(target, sid)
-            tree = edit(self.stores.tree(target))
-            if test in ("test-then-set", "test-only"):
+            before = self.stores.tree(target)
+            tree = edit(copy.deepcopy(before))
+            if test == "test-only":
                 self.stores.validate(tree)
+            elif test == "test-then-set":
+                # a candidate may be built in several edits: syntax and types now, the whole at validate/commit
+                self.stores.validate(tree, semantics=target != CANDIDATE)
             if test != "test-only":
+                self._check_writes(target, before, tree)
                 if target == CANDIDATE:
                     self.stores.set_candidate(tree, sid)
                 else:
@@ -189,6 +204,7 @@ class Operations:
             await self.stores.write_running(lambda _base: copy.deepcopy(tree), self.session.user.name, sid)
         else:
             self.stores.validate(tree)
+            self._check_writes(target, self.stores.tree(target), tree)
             if target == CANDIDATE:
                 self.stores.set_candidate(tree, sid)
             else:
@@ -201,8 +217,19 @@ class Operations:
         if target != STARTUP:
             raise RpcError("operation-not-supported", f"{target} cannot be deleted (only startup)", type="protocol",
                            info={"bad-element": target})
+        self._check_writes(STARTUP, self.stores.tree(STARTUP), {})
         self.stores.set_startup({}, self.session.id)
         return []
+
+    def _check_writes(self, target: str, before: dict, after: dict) -> None:
+        """NACM write access for an edit of candidate or startup (running is checked in propose)."""
+        schema = self.ds.schema
+        old = flatten(before, schema, config_only=True)
+        try:
+            self.server.nacm.check_writes(self.session.user.name, "netconf",
+                                          diff_flat(old, flatten(after, schema, config_only=True), 0), old)
+        except ConfigError as exc:
+            raise RpcError("access-denied", exc.message, path=exc.path) from None
 
     async def lock(self, p: "_Params") -> list:
         p.only("target")

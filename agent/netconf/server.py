@@ -21,6 +21,7 @@ import asyncssh
 from lxml import etree
 
 from agent.auth import Authenticator, User
+from agent.nacm import Nacm, follow, for_authenticator
 from core.datastore import Datastore
 from agent.settings import split_addr
 from core.ports.stats import ComponentStats
@@ -66,8 +67,11 @@ class NetconfServer:
     def __init__(
         self, ds: Datastore, authenticator: Authenticator, addr: str = "127.0.0.1:830", *,
         max_sessions: int = MAX_SESSIONS, max_message: int = MAX_MESSAGE, hello_timeout: float = HELLO_TIMEOUT,
+        nacm: Nacm | None = None,
     ) -> None:
         self.ds = ds
+        #: NACM (RFC 8341): the same decisions as gNMI and the CLI
+        self.nacm = nacm if nacm is not None else follow(for_authenticator(ds.schema, authenticator), ds)
         self.auth = authenticator
         self.addr = addr
         self.max_sessions = max_sessions

@@ -101,7 +101,7 @@ class Datastore:
             self.running_lock = None
 
     def authorize_writes(self, authorizer: WriteAuthorizer | None) -> None:
-        """Check every config write with `authorizer(user, face, changes)` (NACM); None turns checks off."""
+        """Check every config write with `authorizer(user, face, changes, before)` (NACM); None: no checks."""
         self._write_authorizer = authorizer
 
     def _check_lock(self, session: str | None) -> None:
@@ -143,7 +143,8 @@ class Datastore:
                 fill_owner(candidate, base, self.node_name)
                 full = self.config.validate(candidate)
                 if self._write_authorizer is not None and session != SYSTEM_SESSION:
-                    self._write_authorizer(user, face, diff_flat(flatten(base, self.schema), flatten(candidate, self.schema), 0))
+                    before = flatten(base, self.schema)
+                    self._write_authorizer(user, face, diff_flat(before, flatten(candidate, self.schema), 0), before)
                 fabric_new, local_new = split(candidate)
                 fabric_old, local_old = split(base)
                 old_flat = self.config.flat

@@ -91,11 +91,14 @@ class WriteAuthorizer(Protocol):
     """Decides whether a user may make these config changes (NACM, RFC 8341), the same on every face.
 
     Called inside ``propose`` with the changes the candidate makes to the
-    running config (``Change.values is None`` for a removed node); raises
-    ConfigError("access-denied") to refuse the whole write.
+    running config (``Change.values is None`` for a removed node) and the
+    running config's flat node index before them (a change to a node not in
+    ``before`` creates it); raises ConfigError("access-denied") to refuse the
+    whole write.
     """
 
-    def __call__(self, user: str, face: str, changes: list[Change]) -> None:
+    def __call__(self, user: str, face: str, changes: list[Change],
+                 before: Mapping[str, Mapping[tuple, Any]]) -> None:
         ...
 
 

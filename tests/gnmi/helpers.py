@@ -28,10 +28,20 @@ END = object()
 class FakeAuth:
     """admin/pw (network-admin) and viewer/pw (read-only)."""
 
+    USERS = {"admin": User("admin", "network-admin"), "viewer": User("viewer", "read-only")}
+
     def authenticate(self, username, password):
         if password != "pw":
             return None
-        return {"admin": User("admin", "network-admin"), "viewer": User("viewer", "read-only")}.get(username)
+        return self.USERS.get(username)
+
+    def user(self, username):
+        return self.USERS.get(username)
+
+    def groups(self, username):
+        """NACM groups: the role (as the settings file gives them)."""
+        user = self.USERS.get(username)
+        return (user.role,) if user else ()
 
 
 class Harness:
