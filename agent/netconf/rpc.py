@@ -8,6 +8,7 @@ does to the datastores.
 from __future__ import annotations
 
 import copy
+import time
 from typing import TYPE_CHECKING
 
 from lxml import etree
@@ -22,8 +23,8 @@ from .datastores import CANDIDATE, NAMES, RUNNING, STARTUP
 from .edit import EditErrors, Editor
 from .filters import Filter
 from .monitoring import NS as MON_NS
-from .monitoring import get_schema, netconf_state
-from .notifications import NOTIF_NS, NETMOD_NS, Subscription, parse_time, streams_element, STREAMS
+from .monitoring import YANGLIB_NS, get_schema, netconf_state, yang_library
+from .notifications import NOTIF_NS, NETMOD_NS, REPLAY_STREAMS, Subscription, parse_time, streams_element, STREAMS
 from .rpcerror import BASE_NS, RpcError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ WRITE_OPS = {"edit-config", "copy-config", "delete-config", "lock", "unlock", "c
 _EXTRA_TOPS = {
     f"{{{MON_NS}}}netconf-state": "netconf-state",
     f"{{{NETMOD_NS}}}netconf": "netconf-streams",
+    f"{{{YANGLIB_NS}}}yang-library": "yang-library",
 }
 
 
@@ -48,6 +50,7 @@ class Operations:
         self.ds = server.ds
         self.stores = server.datastores
         self.codec = server.codec
+        self._replay_since: float | None = None
         self._table = {
             (BASE_NS, "get"): self.get,
             (BASE_NS, "get-config"): self.get_config,
@@ -87,7 +90,18 @@ class Operations:
         p.only("filter", "with-defaults")
         filt = Filter(p.elem("filter"))
         wd = _with_defaults(p)
+        self._replay_since = await self._replay_log_start()
         return [self._data(RUNNING, filt, wd, state=True)]
+
+    async def _replay_log_start(self) -> float | None:
+        """When the replay log (the time machine) begins; None without one (no stream replays then)."""
+        if not self.ds.history.available:
+            return None
+        try:
+            oldest = await self.ds.history.oldest()
+        except Exception:  # noqa: BLE001 - a history that cannot answer replays nothing
+            return None
+        return oldest if oldest is not None else time.time()
 
     async def get_config(self, p: "_Params") -> list:
         p.only("source", "filter", "with-defaults")
@@ -100,6 +114,7 @@ class Operations:
         data = etree.Element(_B + "data", nsmap={None: BASE_NS})
         if filt.kind is not None and filt.empty:
             return data
+        filt.check_names(self.codec, _extra_names(self.server))
         tops = filt.wanted_tops(self.codec, _EXTRA_TOPS)
         tree = self._config_view(source, wd)
         if state:
@@ -112,7 +127,9 @@ class Operations:
             if tops is None or "netconf-state" in tops:
                 data.append(netconf_state(self.server))
             if tops is None or "netconf-streams" in tops:
-                data.append(streams_element())
+                data.append(streams_element(self._replay_since))
+            if tops is None or "yang-library" in tops:
+                data.append(yang_library(self.server))
         if filt.kind is None:
             return data
         return filt.apply(data, self.codec)
@@ -309,10 +326,11 @@ class Operations:
         import datetime as dt
         if start is not None and start > dt.datetime.now(dt.timezone.utc):
             raise RpcError("bad-element", "startTime is in the future", type="protocol", info={"bad-element": "startTime"})
-        if start is not None and (not self.ds.history.available or stream == "config"):
+        if start is not None and (not self.ds.history.available or stream not in REPLAY_STREAMS):
             raise RpcError("operation-failed", "replay is not supported for this stream: the agent has no history "
                            "store" if not self.ds.history.available else
-                           "the config stream has no replay", info={"bad-element": "startTime"})
+                           f"the {stream} stream has no replay (replaySupport false; the streams that replay are "
+                           f"{', '.join(REPLAY_STREAMS)})", info={"bad-element": "startTime"})
         filt = Filter(p.elem("filter"))
         sub = Subscription(self.server.events, stream, filt, self.session.send_notification,
                            self.server.writer_of_change, self.session.writable)
@@ -394,6 +412,14 @@ class _Params:
             raise RpcError("invalid-value", f"unknown datastore {qn.localname!r}", type="protocol",
                            info={"bad-element": qn.localname})
         return qn.localname
+
+
+def _extra_names(server) -> set[str]:
+    """Names of the non-datastore trees a get returns (netconf-state, streams, yang-library), for XPath checks."""
+    names: set[str] = set()
+    for tree in (netconf_state(server), streams_element(0.0), yang_library(server)):
+        names.update(etree.QName(e).localname for e in tree.iter() if isinstance(e.tag, str))
+    return names
 
 
 def _child(parent: etree._Element, ns: str, name: str) -> etree._Element | None:

@@ -30,7 +30,7 @@ from . import framing, xmlsafe
 from .codec import Codec
 from .datastores import Datastores
 from .edit import EditErrors
-from .monitoring import Counters, Statistics, now_iso, schema_files
+from .monitoring import Counters, Statistics, module_capabilities, now_iso, schema_files, yang_library_capability
 from .notifications import EventBuilder, Subscription
 from .rpc import Operations
 from .rpcerror import BASE_NS, RpcError
@@ -81,9 +81,9 @@ class NetconfServer:
         self.datastores = Datastores(ds)
         self.events = EventBuilder(self.codec)
         self.schema_files = schema_files(ds.schema)
-        self.capabilities = list(CAPABILITIES) + [
-            f"{f.namespace}?module={f.identifier}&revision={f.version}" for f in self.schema_files
-        ]
+        # YANG 1.1 modules (all of kubefabric's) are announced by the YANG library only (RFC 7950 5.6.4)
+        self.capabilities = list(CAPABILITIES) + [yang_library_capability(self.schema_files)] + \
+            module_capabilities(self.schema_files)
         self.sessions: dict[int, Session] = {}
         #: every open NETCONF channel, including those whose hello has not been exchanged yet
         self.channels: set[Session] = set()

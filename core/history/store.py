@@ -399,6 +399,12 @@ class HistoryStore:
         return frozenset(ROW_PATHS.values())
 
     @_locked
+    def oldest(self) -> float | None:
+        """When the oldest version still kept begins (epoch s), or None when nothing is kept."""
+        row = self._db.execute("SELECT min(valid_from) FROM record").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    @_locked
     def pods_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> list[Version]:
         """Every pod version holding ``ip`` at ``t`` (several only for host-network pods or clusters sharing a
         range): a pod with its own IP before host-network pods, then the most recent claim first."""

@@ -133,6 +133,10 @@ class History(Protocol):
         """Schema paths whose rows have history."""
         ...
 
+    def oldest(self) -> float | None:
+        """When the oldest version still kept begins (epoch s), or None when nothing is kept."""
+        ...
+
     def changes(self, start: float, end: float, *, kinds: Iterable[str] | None = None,
                 cluster: str | None = None, limit: int = DEFAULT_LIMIT) -> Page[HistoryChange]:
         """Every version opened or closed in ``[start, end)``, in time order."""
