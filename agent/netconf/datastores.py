@@ -194,10 +194,10 @@ class Datastores:
         finally:
             self.writer = (None, None)
 
-    def validate(self, tree: dict, semantics: bool = True) -> dict:
-        """Validate a whole config tree (without `semantics`: syntax and types only); RpcError when invalid."""
+    def validate(self, tree: dict) -> dict:
+        """Validate a whole config tree; RpcError when invalid."""
         try:
-            return self.ds.config.validate(tree, semantics=semantics)
+            return self.ds.config.validate(tree)
         except ConfigError as exc:
             raise from_config_error(exc, self.ds.schema) from None
 

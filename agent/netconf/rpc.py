@@ -191,9 +191,10 @@ class Operations:
             tree = edit(copy.deepcopy(before))
             if test == "test-only":
                 self.stores.validate(tree)
-            elif test == "test-then-set":
-                # a candidate may be built in several edits: syntax and types now, the whole at validate/commit
-                self.stores.validate(tree, semantics=target != CANDIDATE)
+            elif test == "test-then-set" and target != CANDIDATE:
+                # a candidate may be built in several edits (NSO, OpenDaylight): the edit checks names, keys and
+                # value syntax as it decodes them; the candidate is validated as a whole at validate and commit
+                self.stores.validate(tree)
             if test != "test-only":
                 self._check_writes(target, before, tree)
                 if target == CANDIDATE:

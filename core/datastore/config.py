@@ -81,20 +81,16 @@ class ConfigStore:
         self.times: dict[str, dict[tuple, int]] = {}
         self._set({}, time.time_ns())
 
-    def validate(self, candidate: dict, semantics: bool = True) -> dict:
+    def validate(self, candidate: dict) -> dict:
         """Validate a candidate tree; returns it with defaults added.
 
-        Without `semantics`, only syntax and types are checked (must,
-        max-elements, mandatory nodes and key uniqueness wait): a NETCONF
-        candidate may be built in several edits and is validated as a whole
-        at validate and commit.  Raises ConfigError (never a yangson
-        exception) when invalid.
+        Raises ConfigError (never a yangson exception) when invalid.
         """
         if not isinstance(candidate, dict):
             raise ConfigError("malformed-message", "config must be a JSON object")
         try:
             inst = self._schema.model.from_raw(candidate)
-            inst.validate(ValidationScope.all if semantics else ValidationScope.syntax, ContentType.config)
+            inst.validate(ValidationScope.all, ContentType.config)
             return _config_only(inst.add_defaults().raw_value(), self._schema)
         except yerr.YangsonException as exc:
             raise to_config_error(exc) from None
