@@ -242,12 +242,12 @@ class Session:
                 raise PathError("RESOURCE_EXHAUSTED", "the subscriber fell too far behind; resubscribe")
             while self.polls:
                 self.polls -= 1
-                await self._send_snapshot(self.subs)
+                await self._send_snapshot(self.subs, at=time.time_ns())
                 await self._write(encode.SYNC_RESPONSE, 0)
             for sub in self.subs:
                 if sub.heartbeat_due and sub.on_change:
                     sub.heartbeat_due = False
-                    await self._send_snapshot([sub])
+                    await self._send_snapshot([sub], at=time.time_ns())  # a heartbeat is a reading taken now
                 elif (sub.due or sub.heartbeat_due) and not sub.on_change:
                     heartbeat = sub.heartbeat_due
                     sub.due = sub.heartbeat_due = False
@@ -388,7 +388,7 @@ class Session:
                         entry[4] = entry[4] and sel.leaf is not None
         return merged
 
-    async def _send_nodes(self, nodes, chunk: int = 2000) -> None:
+    async def _send_nodes(self, nodes, chunk: int = 2000, at: int = 0) -> None:
         """Encode and send nodes a chunk at a time (the loop stays responsive)."""
         enc = self.enc
         nodes = list(nodes)
@@ -403,10 +403,11 @@ class Session:
                 else:
                     enc.node_updates(info, key, values, items)
             if items:
-                await self._send_items(items, ts or time.time_ns())
+                await self._send_items(items, at or ts or time.time_ns())
 
-    async def _send_snapshot(self, subs: list[Sub], rows=None) -> None:
-        await self._send_nodes(self._gather(subs, rows).values())
+    async def _send_snapshot(self, subs: list[Sub], rows=None, at: int = 0) -> None:
+        """The current nodes of `subs`; `at`: the Notification timestamp (polls and heartbeats: when read)."""
+        await self._send_nodes(self._gather(subs, rows).values(), at=at)
 
     async def _send_sample(self, sub: Sub, full: bool) -> None:
         current = self._gather([sub])
