@@ -1,6 +1,7 @@
 """An installed wheel works from any directory: the YANG models travel as package data."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,6 +11,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_carries_every_yang_module_and_loads_them_from_elsewhere(tmp_path):
+    had_build_dir = (REPO / "build").exists()
+    try:
+        _check_wheel(tmp_path)
+    finally:
+        if not had_build_dir:  # setuptools builds in the source tree: leave it as it was
+            shutil.rmtree(REPO / "build", ignore_errors=True)
+
+
+def _check_wheel(tmp_path: Path) -> None:
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                             "-w", str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
