@@ -168,6 +168,9 @@ async def test_sample_interval_zero_samples_every_second_and_too_small_is_invali
     bad = h.subscribe([("/vports", {"mode": "SAMPLE", "sample_interval": 1000})])
     assert await bad.next() is END and bad.error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "sample_interval" in bad.error.details()
+    # TARGET_DEFINED picks its own interval: one given by the client is INVALID_ARGUMENT (3.5.1.5.2)
+    td = h.subscribe([("/vports", {"mode": "TARGET_DEFINED", "sample_interval": 10**9})])
+    assert await td.next() is END and td.error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_target_defined_samples_counters_and_streams_events(h):
