@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..errors import ConfigError
 from ..persist import read_json, write_json_atomic
+from ..ports.state import SYSTEM_SESSION  # the agent's own writes: no lock or NACM stops them
 from .merge import merge3
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("kubefabric.datastore")
 
 FILE_NAME = "confirmed-commit.json"
-#: the session identity of the agent's own rollbacks (locks never stop them)
-SYSTEM_SESSION = "system"
 
 
 @dataclass

@@ -16,7 +16,11 @@ from typing import Any, Callable, ContextManager, Mapping, Protocol
 from ..changefeed import Change
 
 __all__ = ["ChangeSource", "ConfigFollower", "ConfigListener", "ConfigWriter", "EditFn", "StateReader",
-           "StateWriter", "Unsubscribe", "WriteAuthorizer"]
+           "StateWriter", "SYSTEM_SESSION", "Unsubscribe", "WriteAuthorizer"]
+
+#: The session of the agent's own config writes (a confirmed-commit rollback, loading startup, a connection
+#: takeover): no user's lock or access rules stop them.
+SYSTEM_SESSION = "system"
 
 #: Called with the running config (RFC 7951, defaults filled in); may return a coroutine.
 ConfigListener = Callable[[dict], object]
@@ -82,7 +86,9 @@ class ConfigWriter(Protocol):
         """Validate, replicate and apply ``edit``; raises ConfigError and changes nothing on refusal.
 
         ``session`` is the writer's identity for the running lock (a NETCONF
-        session holding it refuses every other session's writes).
+        session holding it refuses every other session's writes);
+        ``SYSTEM_SESSION`` marks the agent's own writes, which neither the
+        lock nor NACM stops.
         """
         ...
 
