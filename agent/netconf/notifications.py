@@ -45,13 +45,14 @@ STATE_STREAMS = {
     "/kubefabric-k8s:k8s/connection/state": "kubernetes",
     "/kubefabric-k8s:k8s/cni": "kubernetes",
     "/kubefabric-k8s:k8s/service": "kubernetes",
+    "/kubefabric-k8s:k8s/service/backend": "kubernetes",
 }
 STREAMS = {
     "NETCONF": "all events: config changes, vPorts, connections, Kubernetes state",
     "config": "netconf-config-change for every change to running, whichever face made it",
     "vport": "vPort table changes",
     "connection": "connection table changes",
-    "kubernetes": "Kubernetes connection state, CNI and service changes",
+    "kubernetes": "Kubernetes connection state, CNI, service and service backend changes",
 }
 #: streams whose events the time machine keeps, so `startTime` can replay them (RFC 5277 3.2.5.1 replaySupport):
 #: the config and connection streams, and so the NETCONF stream holding them, cannot be replayed
