@@ -17,7 +17,8 @@ import time
 import grpc
 from aetcd import rpc
 
-from .etcd_client import CHANNEL_OPTIONS, REQUIRE_LEADER, grpc_target
+from .etcd_client import REQUIRE_LEADER, channel_options, grpc_target
+from .security import EtcdSecurity, TokenAuth, is_invalid_token
 
 log = logging.getLogger("kubefabric.fabric.lease")
 
@@ -25,9 +26,15 @@ log = logging.getLogger("kubefabric.fabric.lease")
 class LeaseKeeper(threading.Thread):
     """Refreshes one lease every `interval` seconds until stopped."""
 
-    def __init__(self, endpoints: list[str], interval: float, timeout: float) -> None:
+    def __init__(self, endpoints: list[str], interval: float, timeout: float,
+                 security: EtcdSecurity | None = None) -> None:
         super().__init__(name="fabric-lease", daemon=True)
         self._target = grpc_target(endpoints)
+        self._security = security or EtcdSecurity()
+        self._options = list(channel_options(endpoints, self._security).items())
+        self._auth = TokenAuth(self._security.user, self._security.password) if self._security.user else None
+        #: etcd's (or gRPC's) words for the last failed refresh ("" after a good one)
+        self.error = ""
         self.interval = interval
         self.timeout = timeout
         self._lease_id = 0
@@ -51,23 +58,32 @@ class LeaseKeeper(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
-        channel = grpc.insecure_channel(self._target, options=list(CHANNEL_OPTIONS.items()))
+        if self._security.tls:
+            channel = grpc.secure_channel(self._target, self._security.credentials(), options=self._options)
+        else:
+            channel = grpc.insecure_channel(self._target, options=self._options)
         stub = rpc.LeaseStub(channel)
         try:
             while not self._halt.is_set():
                 lease_id = self._lease_id
                 if lease_id:
-                    self._refresh(stub, lease_id)
+                    self._refresh(channel, stub, lease_id)
                 self._wake.wait(self.interval)
                 self._wake.clear()
         finally:
             channel.close()
 
-    def _refresh(self, stub, lease_id: int) -> None:
+    def _metadata(self, channel) -> tuple:
+        if self._auth is None:
+            return REQUIRE_LEADER
+        token = self._auth.token or self._auth.authenticate_sync(channel, self.timeout)
+        return REQUIRE_LEADER + (("token", token),)
+
+    def _refresh(self, channel, stub, lease_id: int) -> None:
         for attempt in range(2):  # a member that just died fails at once: the next try goes elsewhere
             try:
                 replies = stub.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.timeout,
-                                              metadata=REQUIRE_LEADER)
+                                              metadata=self._metadata(channel))
                 try:
                     reply = next(replies, None)
                 finally:
@@ -78,12 +94,18 @@ class LeaseKeeper(threading.Thread):
                     else:
                         self.last_ok = time.monotonic()
                     self.ok = True
+                    self.error = ""
                 return
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                if is_invalid_token(code, details) and self._auth is not None and attempt == 0:
+                    self._auth.drop(self._auth.token)
+                    continue
                 if code == grpc.StatusCode.UNAVAILABLE and attempt == 0 and not self._halt.is_set():
                     continue
                 if self.ok is not False:
-                    log.debug("lease refresh failed: %s", code)
+                    log.debug("lease refresh failed: %s %s", code, details)
+                self.error = details or str(code)
                 self.ok = False
                 return
