@@ -550,4 +550,4 @@ def _describe(details: str) -> str:
 def _refused(exc: BaseException) -> bool:
     """etcd refused the caller's identity (auth or rights), as opposed to not answering."""
     text = str(exc).lower()
-    return isinstance(exc, aetcd.UnauthenticatedError) or "permission denied" in text or "refused user" in text
+    return isinstance(exc, aetcd.exceptions.UnauthenticatedError) or "permission denied" in text or "refused user" in text
