@@ -89,9 +89,11 @@ CHANNEL_OPTIONS = {
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.min_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 1000,
-    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
-    "grpc.keepalive_time_ms": 10000,
-    "grpc.keepalive_timeout_ms": 3000,
+    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time) and pings on a
+    # connection without a stream (so no keepalive_permit_without_calls).  A member cut off by the
+    # network (no RST) is found dead within keepalive time + timeout, and a watch on it moves on.
+    "grpc.keepalive_time_ms": 5000,
+    "grpc.keepalive_timeout_ms": 2000,
 }
 
 

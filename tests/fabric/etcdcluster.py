@@ -109,6 +109,8 @@ class EtcdCluster:
     hosts: list[str] | None = None
     netns: list[str | None] | None = None
     reach: list[str] | None = None
+    #: namespace etcdctl runs in (members in namespaces are reachable from there only)
+    ctl_netns: str | None = None
 
     def __post_init__(self) -> None:
         self.binary = self.binary or etcd_binary()
@@ -172,6 +174,7 @@ class EtcdCluster:
             files = user_cert or self.root
             cmd += ["--cacert", str(self.ca.ca_path), "--cert", str(files.cert), "--key", str(files.key)]
         cmd += list(args)
+        netns = netns or self.ctl_netns
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
