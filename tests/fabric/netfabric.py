@@ -6,7 +6,7 @@
 
 The bridge lives in a namespace of its own; etcd peer and client traffic
 runs over it only.  Each node namespace also has a management link to the
-test process (m<i> 10.78.<i>.2/30 <-> kfm<pid><i> 10.78.<i>.1/30), as a
+test process (m<i> 10.78.<n>.2/30 <-> kfm<pid><i> 10.78.<n>.1/30, n from the pid and i), as a
 switch has its out-of-band management port: the test talks gNMI to every
 agent and reads etcd's /health over it, and it stays up while the fabric
 link is cut.  ``cut(i)`` takes the bridge port of node i down (the kernel
@@ -90,7 +90,9 @@ class NetFabric:
         self.node_ns = [f"{tag}n{i}" for i in range(size)]
         self.mgmt_root = [f"kfm{os.getpid()}{i}" for i in range(size)]
         self.fabric_ip = [f"{FABRIC_NET}.{i + 1}" for i in range(size)]
-        self.mgmt_ip = [f"10.78.{i}.2" for i in range(size)]
+        # management subnets per run (two runs at once must not share a root-side subnet)
+        self.mgmt_net = [f"10.78.{(os.getpid() % 60) * 4 + i}" for i in range(size)]
+        self.mgmt_ip = [f"{net}.2" for net in self.mgmt_net]
         self.created: list[str] = []
         self.cluster: EtcdCluster | None = None
         self.agents: list[NetnsAgent] = []
@@ -116,7 +118,7 @@ class NetFabric:
             sh("ip", "-n", br, "link", "set", f"p{i}", "up")
             root_if = self.mgmt_root[i]
             sh("ip", "link", "add", root_if, "type", "veth", "peer", "name", f"m{i}", "netns", ns)
-            sh("ip", "addr", "add", f"10.78.{i}.1/30", "dev", root_if)
+            sh("ip", "addr", "add", f"{self.mgmt_net[i]}.1/30", "dev", root_if)
             sh("ip", "link", "set", root_if, "up")
             sh("ip", "-n", ns, "addr", "add", f"{self.mgmt_ip[i]}/30", "dev", f"m{i}")
             sh("ip", "-n", ns, "link", "set", f"m{i}", "up")
