@@ -205,7 +205,8 @@ class AuthInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStream
         return auth.token
 
     async def _authenticate(self) -> None:
-        assert self.auth is not None and self._channel is not None
+        if self.auth is None or self._channel is None:
+            raise RuntimeError("AuthInterceptor used before bind() or without a user")
         try:
             reply = await rpc.AuthStub(self._channel).Authenticate(self.auth.request(), timeout=self.timeout)
         except grpc.RpcError as exc:
