@@ -364,8 +364,12 @@ class EtcdFabricStore:
         try:
             await asyncio.wait_for(self.client.get(self.keys.config), min(self.op_timeout, 2.0))
         except (aetcd.ClientError, asyncio.TimeoutError) as exc:
+            why = _why(exc)
+            if not _refused(exc) and not why.startswith(("TLS", "quorum is lost", "no etcd member")):
+                # no answer we could use: no quorum can be confirmed from here
+                why = f"quorum is lost ({why})"
             raise UnavailableError(
-                f"fabric store (etcd) unavailable: {_why(exc)}; reads serve the last applied config"
+                f"fabric store (etcd) unavailable: {why}; reads serve the last applied config"
             ) from None
 
     # -- health ----------------------------------------------------------------
@@ -542,7 +546,8 @@ def _describe(details: str) -> str:
         return f"TLS with etcd failed (certificate not trusted, expired or for another name): {details}"
     if "no leader" in text or "timed out" in text or "deadline" in text or "leader changed" in text:
         return f"quorum is lost ({details})"
-    if "failed to connect" in text or "connection refused" in text or "unavailable" in text:
+    if any(word in text for word in ("failed to connect", "connection refused", "unavailable", "no route",
+                                     "stream removed", "socket closed", "connection reset", "broken pipe")):
         return f"no etcd member reachable, quorum is lost from here ({details})"
     return details
 
