@@ -8,6 +8,12 @@ node flap offline.  This thread refreshes the lease over its own
 process does, and reports what it saw: whether the last refresh was
 answered, and whether etcd said the lease no longer exists.
 
+A failed round turns ``ok`` False only when the last answer is older than
+``stale_after`` (two refresh intervals, at least the timeout): a leader
+election after a member died answers "no leader" for a second or two, and
+treating that as a lost quorum made a write sent meanwhile fail at once
+instead of waiting for the new leader.
+
 One channel per member, not one round-robin channel: a member cut off by
 the network (link down, no RST) keeps its TCP connection "established"
 until keepalive pings time out, and a round-robin refresh landing on it
@@ -45,6 +51,9 @@ class LeaseKeeper(threading.Thread):
         self.timeout = timeout
         # per member: short enough that a silent member leaves time for the next within the TTL
         self.member_timeout = timeout if len(self._targets) == 1 else max(1.0, timeout / len(self._targets))
+        # one failed round is not a lost quorum: a leader election (a member killed) answers "no leader"
+        # for a second or two; only failing for this long since the last answer is
+        self.stale_after = max(2 * interval, timeout)
         self._current = 0
         self._lease_id = 0
         self._halt = threading.Event()
@@ -123,7 +132,8 @@ class LeaseKeeper(threading.Thread):
         if self.ok is not False:
             log.debug("lease refresh failed on every member: %s", "; ".join(errors))
         self.error = errors[-1] if errors else "no answer"
-        self.ok = False
+        if self.ok is None or time.monotonic() - self.last_ok >= self.stale_after:
+            self.ok = False
 
     def _keepalive(self, channel, stub, lease_id: int):
         replies = stub.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.member_timeout,
