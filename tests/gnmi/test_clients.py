@@ -105,14 +105,16 @@ def test_username_without_password_or_certificate_is_refused(tmp_path):
 
 # -- cisco-gnmi, a command-line client, over mutual TLS ------------------------------------------------------------
 def _cisco_gnmi(agent, certs, rpc: str, *args: str, user: str = "admin", cn: str = "admin",
-                os_name: str = "None") -> subprocess.Popen:
+                os_name: str = "None", output: Path | None = None) -> subprocess.Popen:
+    """cisco-gnmi RPC; its output piped (read with communicate) or, for long streams, written to `output`."""
     exe = shutil.which("cisco-gnmi", path=str(Path(sys.executable).parent))
     assert exe, "cisco-gnmi is in the test extra"
     env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
     proc = subprocess.Popen(
         [exe, rpc, f"127.0.0.1:{agent.gnmi_port}", "-os", os_name, "-root_certificates", str(certs["ca"]),
          "-private_key", str(certs[f"{cn}-key"]), "-certificate_chain", str(certs[cn]), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE if output is None else output.open("w"),
+        stderr=subprocess.PIPE if output is None else subprocess.STDOUT, text=True, env=env,
         start_new_session=True)  # no controlling terminal: getpass reads the password from stdin
     proc.stdin.write(f"{user}\n{USERS[user][0]}\n")
     proc.stdin.flush()
@@ -170,7 +172,7 @@ def test_streams_held_60s_by_every_client_get_every_sample_and_heartbeat(mtls_ag
     cisco = [
         _cisco_gnmi(mtls_agent, certs, "subscribe", "-xpath", "/fabric/sync-state", "-mode", "SAMPLE", "-interval",
                     str(SAMPLE_S), "-encoding", "JSON_IETF", "-dump_file", str(dumps["cisco-sample"]),
-                    user="viewer", cn="collector-1"),
+                    user="viewer", cn="collector-1", output=tmp_path / "cisco-sample.log"),
     ]
     stop = threading.Event()
     seen = {"subscribe": {}, "subscribe2": {}}
@@ -184,7 +186,11 @@ def test_streams_held_60s_by_every_client_get_every_sample_and_heartbeat(mtls_ag
         t.join(timeout=15)
     for proc in cisco:
         os.killpg(proc.pid, signal.SIGINT)  # what a person does: ^C
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # grpc's blocking read may hold the ^C; what it wrote is in the dump
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
     expected_samples = HOLD_S // SAMPLE_S
     expected_beats = HOLD_S // HEARTBEAT_S
     for call, got in seen.items():
