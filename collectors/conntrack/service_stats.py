@@ -45,7 +45,7 @@ class _Window:
 
     def bucket(self, second: int) -> tuple[int, list[int], LatencySketch]:
         buckets = self.buckets
-        if buckets and buckets[-1][0] == second:
+        if buckets and buckets[-1][0] >= second:  # (a late event counts in the latest second)
             return buckets[-1]
         entry = (second, [0] * 6, LatencySketch())
         buckets.append(entry)

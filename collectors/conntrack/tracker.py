@@ -314,11 +314,11 @@ class ConnectionTracker:
                 self._established(conn)
             return
         if flags & RST:
-            if conn.outcome is None:
-                if state == "syn" and not from_client:
+            if state == "syn" and not from_client:
+                if conn.outcome is None:
                     self._outcome(conn, "refused")
-                elif state in ("syn-ack", "established", "fin"):
-                    self._outcome(conn, "reset")
+            elif state in ("syn-ack", "established", "fin") and conn.outcome != "reset":
+                self._outcome(conn, "reset")  # (a completed handshake that ends in a RST)
             conn.state = "rst"
             self._closing[id(conn)] = conn
         elif flags & SYN:
@@ -405,11 +405,11 @@ class ConnectionTracker:
         if flags & RST:
             if state in _FINISHED and state != "fin":
                 return  # a second RST, or one after the close
-            if conn.outcome is None or conn.outcome == "no-response":
-                if state == "syn" and not from_client:
+            if state == "syn" and not from_client:
+                if conn.outcome != "refused":
                     self._outcome(conn, "refused")  # the RST answers the SYN: nothing listens
-                elif state is not None:
-                    self._outcome(conn, "reset")
+            elif state is not None and state != "syn" and conn.outcome != "reset":
+                self._outcome(conn, "reset")  # after the handshake (a completed one that ends in a RST)
             conn.state = "rst"
             self._pending.pop(id(conn), None)
             self._closing[id(conn)] = conn
