@@ -36,6 +36,16 @@ class CaptureError(Exception):
     """The interface cannot be captured; the message is for the operator (it goes into the YANG state)."""
 
 
+#: pcap_activate() results (pcap/pcap.h); pcapy-ng returns them instead of raising
+_ACTIVATE_ERRORS = {
+    -1: "libpcap could not open the interface",
+    -5: "No such device exists",
+    -8: "You don't have permission to capture on that device (socket: Operation not permitted)",
+    -9: "The interface is not up",
+    -11: "You don't have permission to capture in promiscuous mode",
+}
+
+
 def _explain(exc: Exception, name: str) -> str:
     text = str(exc).strip() or type(exc).__name__
     if "ermission" in text or "not permitted" in text:
@@ -80,10 +90,13 @@ class InterfaceCapture:
             cap.set_promisc(True)  # a mirror port delivers frames addressed to other stations
             cap.set_timeout(self.timeout_ms)
             cap.set_buffer_size(self.buffer_bytes)
-            cap.activate()
+            status = cap.activate()
+            if isinstance(status, int) and status < 0:  # pcapy-ng returns pcap_activate's error codes
+                raise pcapy.PcapError(_ACTIVATE_ERRORS.get(status, f"pcap_activate failed ({status})"))
             if cap.datalink() != pcapy.DLT_EN10MB:
                 raise CaptureError(f"cannot capture on {self.name}: not an Ethernet interface "
                                    f"(link type {cap.datalink()})")
+            cap.setdirection(pcapy.PCAP_D_IN)  # what the switch sends to this port (on lo: each packet once)
             cap.setfilter(expression)
             cap.setnonblock(1)
         except pcapy.PcapError as exc:
