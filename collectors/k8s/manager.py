@@ -33,6 +33,7 @@ from typing import Any, ContextManager
 from core.ports.fabric import FabricMembership
 from core.ports.history import HistoryWriter
 from core.ports.state import ConfigFollower, ConfigWriter, StateWriter, Unsubscribe
+from core.tasks import cancel_and_wait
 
 from .cluster import CONNECTION_STATE, VPORT_PATH, ClusterConnection
 from .ownership import OwnerTakeover
@@ -104,15 +105,7 @@ class K8sManager:
             self._unsubscribe = None
         if self.takeover is not None:
             await self.takeover.stop()
-        for task in self._tasks:
-            task.cancel()
-        if self._reconcile_task is not None:
-            self._reconcile_task.cancel()
-        for task in [*self._tasks, *([self._reconcile_task] if self._reconcile_task else [])]:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks, self._reconcile_task)
         self._tasks = []
         for conn in list(self.connections.values()):
             await conn.stop()
