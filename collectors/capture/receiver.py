@@ -92,13 +92,15 @@ class ErspanReceiver:
         self.error = None
 
     def fileno(self) -> int:
-        assert self._sock is not None, "not open"
+        if self._sock is None:
+            raise CaptureError(f"the GRE receiver on {self.address} is not open")
         return self._sock.fileno()
 
     def read(self, vxlan_ports: AbstractSet[int], geneve_port: int,
              append: Callable[[ControlPacket], None] | None, budget: int = 512) -> bool:
         """Receive up to ``budget`` packets; True when more may be waiting."""
-        assert self._sock is not None, "not open"
+        if self._sock is None:
+            raise CaptureError(f"the GRE receiver on {self.address} is not open")
         recvmsg = self._sock.recvmsg
         for _ in range(budget):
             try:

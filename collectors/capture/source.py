@@ -31,6 +31,7 @@ import time
 from core import schema_paths
 from core.ports.flows import ControlSink
 from core.ports.state import ChangeSource, ConfigFollower, StateWriter, Unsubscribe
+from core.tasks import cancel_and_wait
 from core.times import format_rfc3339
 
 from .bpf import FilterError, compile_filter, control_filter
@@ -107,13 +108,8 @@ class CaptureSource:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for capture in self.interfaces.values():
             self._unwatch(capture)
             capture.close()
@@ -234,7 +230,8 @@ class CaptureSource:
             return False
         fd = source.fileno()
         self._readers[fd] = source
-        assert self._loop is not None, "start() first"
+        if self._loop is None:
+            raise RuntimeError("CaptureSource.start() first")
         self._loop.add_reader(fd, self._readable, source)
         return True
 

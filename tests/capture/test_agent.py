@@ -68,6 +68,9 @@ def test_without_cap_net_raw_the_capture_says_why_and_the_agent_serves(tmp_path)
             gc.set(update=[("/kubefabric-connection:connection-stats-settings", {"enable": True})],
                    encoding="json_ietf")
         assert get(agent, "/kubefabric-connection:connection-stats-settings")["enable"] is True
+        with gNMIclient(**agent.gnmi_kwargs()) as gc:  # a CONFIG read carries no entry of a state-only list
+            config = gc.get(path=["/"], datatype="config", encoding="json_ietf")
+        assert "capture-state" not in json.dumps(config) and "connection-stats-settings" in json.dumps(config)
         code, out, err = cli(agent, "capture-interface-show", "format", "name,status,error")
         assert code == 0, err
         assert "CAP_NET_RAW" in out and "nosuch0" in out
