@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -178,13 +177,15 @@ def test_every_handshake_through_the_mirror_beside_sflow_at_1_in_1000(lab, tmp_p
     services = {(s["service"], s["port"]): s for s in snap["service_stats"]}
     web = services[("shop/web", 8080)]
     assert web["new-connections"] == 8 and web["completed"] == 8 and web["failures"] == 0
-    latencies = [current[p]["latency"] for p, (h, d, _) in expected.items() if d == 8080]
-    assert abs(web["latency-p50"] - statistics.median(latencies)) <= 0.05 * statistics.median(latencies)
+    latencies = sorted(current[p]["latency"] for p, (h, d, _) in expected.items() if d == 8080)
+    middle = len(latencies) // 2  # p50 of the sketch lies between the two middle latencies (2 % buckets)
+    assert latencies[middle - 1] * 0.95 <= web["latency-p50"] <= latencies[middle] * 1.05, (web, latencies)
+    assert latencies[-2] * 0.95 <= web["latency-p99"] <= latencies[-1] * 1.05  # rank 0.99 x 7 of 8
     api = services[("shop/api", 9998)]  # a service whose backends refuse
     assert api["refused"] == 3 and api["failures"] == 3 and api["new-connections"] == 3
     silent = services[("10.244.2.3", 9999)]
     assert silent["no-response"] == 2 and silent["syn-retransmits"] >= 2
-    # sFlow at 1:1,000 counts the volume of the bulk transfer (4 MB) into the same row
+    # sFlow at 1:1,000 counts the volume of the bulk transfer (16 MB: ~17,000 packets, ~17 samples) into the same row
     bulk = current[next(p for p, (_, d, _) in expected.items() if d == 8082)]
     assert bulk["packets"] >= 1000 and bulk["packets"] % 1000 == 0, bulk
     assert bulk["switch"].startswith("10.99.0.25") and bulk["outcome"] == "completed"

@@ -2,7 +2,7 @@
 
     python traffic.py server HOST:PORT:MODE [...]     MODE echo | reset | bulk
         echo: echo what arrives; reset: read a little, then close with SO_LINGER 0 (a RST after the
-        handshake); bulk: send 4 MB, then close.  Prints "listening".
+        handshake); bulk: send 16 MB, then close.  Prints "listening".
     python traffic.py client HOST PORT COUNT [TIMEOUT]
         COUNT connections one after the other; each sends 300 bytes and reads until the server closes
         or has echoed them.  Prints one line per connection: "conn LOCALPORT RESULT" where RESULT is
@@ -27,7 +27,7 @@ def serve(specs: list[str]) -> None:
                     return
                 if mode == "bulk":
                     conn.recv(300)
-                    conn.sendall(b"b" * (4 << 20))
+                    conn.sendall(b"b" * (16 << 20))
                     conn.shutdown(socket.SHUT_WR)
                     while conn.recv(65536):
                         pass
