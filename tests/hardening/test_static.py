@@ -52,8 +52,6 @@ EXPLAINED: dict[tuple[str, str], str] = {
                                "(cancel_and_wait's docstring)",
     ("B110", "fabric_sync/etcd.py"): "best-effort cleanup on shutdown (reviewed)",
     ("B110", "collectors/capture/interface.py"): "closing a capture handle that is going away (reviewed)",
-    ("B110", "core/tasks.py"): "stopping must not fail because a background job already failed; the job "
-                               "logs its own failure (reviewed)",
     ("B110", "collectors/k8s/kubeconfig.py"): "the context name is cosmetic (reviewed)",
     ("B110", "collectors/k8s/cluster.py"): "best-effort client close (reviewed)",
     ("B110", "agent/netconf/server.py"): "closing an already closed channel (reviewed)",
