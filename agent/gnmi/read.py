@@ -72,8 +72,8 @@ def collect(ds: Datastore, sel: Selector, datatype: int = ALL, leaf_filter: Leaf
             if wanted is not None:
                 values = {k: v for k, v in values.items() if k in wanted}
             values = _datatype_filter(info, values, datatype)
-            if values or (info.kind == "list" and sel.leaf is None):
-                out.append((info, key, values, ts))
+            if values or (info.kind == "list" and sel.leaf is None and (info.config or datatype != CONFIG)):
+                out.append((info, key, values, ts))  # (a CONFIG read has no entry of a config-false list)
     return out
 
 
