@@ -264,12 +264,11 @@ def test_get_config_round_trips_through_set_replace(agent):
         assert _strip(settings["val"])["idle-timeout"] == 42  # the other module kept its data
 
 
-_MODULE_OF = {"k8s": "kubefabric-k8s", "connection-stats-settings": "kubefabric-connection",
-              "sflow-collector": "kubefabric-sflow", "fabric": "kubefabric-fabric", "nacm": "ietf-netconf-acm"}
-
-
 def _qualified(name: str) -> str:
-    return name if ":" in name else f"{_MODULE_OF[name]}:{name}"
+    """A top-level container's name with its module, as the schema names it."""
+    from core.schema import default_schema
+
+    return name if ":" in name else next(q for q, top in default_schema().top.items() if top.name == name)
 
 
 def _strip(value):
