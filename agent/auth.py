@@ -62,6 +62,10 @@ class UserEntry:
     password_hash: str
     role: str
     ssh_keys: tuple[str, ...] = ()
+    #: client-certificate subject CNs or SANs that log in as this user (its name always does)
+    certificate_names: tuple[str, ...] = ()
+    #: NACM groups besides the role's own group (RFC 8341)
+    groups: tuple[str, ...] = ()
 
 
 class Authenticator:
@@ -96,6 +100,24 @@ class Authenticator:
             self._ok.clear()
         self._ok[token] = user
         return user
+
+    def user_for_certificate(self, names: list[str]) -> User | None:
+        """The user a verified client certificate names (subject CN or SAN = user name or certificate-names)."""
+        for name in names:
+            entry = self._users.get(name)
+            if entry is not None:
+                return User(entry.name, entry.role)
+        for entry in self._users.values():
+            if any(n in entry.certificate_names for n in names):
+                return User(entry.name, entry.role)
+        return None
+
+    def groups(self, username: str) -> tuple[str, ...]:
+        """NACM groups of a user from the settings file: its role, then any `groups:` it lists."""
+        entry = self._users.get(username)
+        if entry is None:
+            return ()
+        return (entry.role, *[g for g in entry.groups if g != entry.role])
 
     def user(self, username: str) -> User | None:
         """The user by name (for public-key logins, after the key was checked)."""

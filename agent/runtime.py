@@ -20,6 +20,7 @@ import logging
 from typing import Any, Callable, Iterable, Protocol
 
 from agent.auth import Authenticator
+from agent.nacm import NACM_PATH, Nacm, follow
 from agent.settings import Settings, SettingsError
 from core.datastore import Datastore
 from core.history import HistoryStore, HistoryUpkeep
@@ -49,6 +50,7 @@ class Agent:
         self.ds: Datastore | None = None
         self.history: HistoryStore | None = None
         self.components: list[tuple[str, Any]] = []
+        self.nacm: Nacm | None = None
 
     def _fabric_store(self) -> FabricStore:
         s = self.settings
@@ -72,7 +74,13 @@ class Agent:
         if not s.users:
             log.warning("no users configured: every request will be refused (see 'kubefabric passwd')")
         self.ds = Datastore(s.node_name, s.data_dir, self._fabric_store())
+        # NACM (RFC 8341): one set of decisions for every face; every config write is checked in propose
+        self.nacm = Nacm(self.ds.schema, self.auth.groups)
+        self.ds.authorize_writes(self.nacm.check_writes)
         await self.ds.start()
+        follow(self.nacm, self.ds)
+        ds = self.ds
+        self.nacm.on_counters = lambda counters: ds.state.merge(NACM_PATH, (), counters)
         log.info("node %s: config restored (fabric revision %s) from %s", s.node_name, self.ds.revision, s.data_dir)
         self.history = HistoryStore(s.data_dir / HISTORY_FILE, s.history_retention_days,
                                     int(s.history_max_mb * 2**20) if s.history_max_mb else None)
@@ -99,7 +107,7 @@ class Agent:
 
             return GnmiServer(
                 ds, self.auth, addr=s.gnmi_addr, insecure=s.insecure,
-                tls_cert=s.tls_cert, tls_key=s.tls_key, tls_client_ca=s.tls_client_ca,
+                tls_cert=s.tls_cert, tls_key=s.tls_key, tls_client_ca=s.tls_client_ca, nacm=self.nacm,
             )
 
         def kubernetes() -> Component:
@@ -109,9 +117,11 @@ class Agent:
 
         plan: list[tuple[str, Callable[[], Component]]] = [("gNMI", gnmi)]
         if s.netconf_addr:
-            plan.append(("NETCONF", lambda: _load("agent.netconf.server", "NetconfServer")(ds, self.auth, addr=s.netconf_addr)))
+            plan.append(("NETCONF", lambda: _load("agent.netconf.server", "NetconfServer")(ds, self.auth, addr=s.netconf_addr,
+                                                                                          nacm=self.nacm)))
         if s.cli_ssh_addr:
-            plan.append(("CLI-SSH", lambda: _load("agent.cli.ssh", "CliSshServer")(ds, self.auth, addr=s.cli_ssh_addr, settings=s)))
+            plan.append(("CLI-SSH", lambda: _load("agent.cli.ssh", "CliSshServer")(ds, self.auth, addr=s.cli_ssh_addr, settings=s,
+                                                                                  nacm=self.nacm)))
         if s.metrics_addr:
             plan.append(("metrics", lambda: _load("agent.metrics", "MetricsServer")(
                 ds, addr=s.metrics_addr, sources=self.stats_sources, fabric_name=s.fabric or "")))

@@ -122,7 +122,7 @@ def split_endpoints(value: object) -> list[str]:
 
 
 def parse_users(value: object) -> list[UserEntry]:
-    """The `users:` list: entries {name, password-hash, role, ssh-keys}."""
+    """The `users:` list: entries {name, password-hash, role, ssh-keys, certificate-names, groups}."""
     if not isinstance(value, list):
         raise SettingsError("users must be a list of {name, password-hash, role}")
     users = []
@@ -137,7 +137,12 @@ def parse_users(value: object) -> list[UserEntry]:
         if pw_hash and not pw_hash.startswith("scrypt$"):
             raise SettingsError(f"user {name!r}: password-hash must come from 'kubefabric passwd'")
         keys = entry.get("ssh-keys", entry.get("ssh_keys", [])) or []
-        users.append(UserEntry(name, pw_hash, role, tuple(str(k) for k in keys)))
+        cert_names = entry.get("certificate-names", entry.get("certificate_names", [])) or []
+        groups = entry.get("groups", []) or []
+        if not isinstance(cert_names, list) or not isinstance(groups, list):
+            raise SettingsError(f"user {name!r}: certificate-names and groups must be lists")
+        users.append(UserEntry(name, pw_hash, role, tuple(str(k) for k in keys),
+                               tuple(str(n) for n in cert_names), tuple(str(g) for g in groups)))
     return users
 
 

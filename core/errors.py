@@ -21,6 +21,11 @@ _GRPC_FOR_TAG = {
     "in-use": "ABORTED",
     "unavailable": "UNAVAILABLE",
     "operation-failed": "INTERNAL",
+    # app tags of the confirmed-commit machine and the running lock (gnmi-commit-confirmed.md 3.2)
+    "commit-pending": "FAILED_PRECONDITION",
+    "no-commit-pending": "FAILED_PRECONDITION",
+    "commit-id-mismatch": "INVALID_ARGUMENT",
+    "locked": "FAILED_PRECONDITION",
 }
 
 

@@ -171,8 +171,9 @@ class Schema:
             prefix = re.search(r"^\s*prefix\s+\"?([\w-]+)\"?;", text, re.M)
             if namespace is None or prefix is None:
                 raise ValueError(f"{path}: not a YANG module (no namespace or prefix statement)")
+            # modules at the top of core/yang are implemented (their data is served); ietf/ holds imported types
             found.append(ModuleInfo(name, revision, namespace.group(1), prefix.group(1), path,
-                                    name.startswith("kubefabric-")))
+                                    path.parent == self.directory))
         return found
 
     def _index(self, snode: ysn.InternalNode, parent: NodeInfo | None, prefix: str, keys: tuple[str, ...]) -> NodeInfo:
@@ -191,8 +192,14 @@ class Schema:
             parent=parent,
         )
         self.nodes[path] = node
+        self._index_children(snode, node, path)
+        return node
+
+    def _index_children(self, snode: ysn.InternalNode, node: NodeInfo, path: str) -> None:
         for child in snode.children:
-            if isinstance(child, (ysn.LeafNode, ysn.LeafListNode)):
+            if isinstance(child, (ysn.ChoiceNode, ysn.CaseNode)):  # not data nodes: their children are the node's
+                self._index_children(child, node, path)
+            elif isinstance(child, (ysn.LeafNode, ysn.LeafListNode)):
                 base, bits = _leaf_base(child.type)
                 default = child.default if isinstance(child, ysn.LeafNode) else None
                 node.leaves[child.name] = LeafInfo(
@@ -200,7 +207,6 @@ class Schema:
                 )
             elif isinstance(child, (ysn.ContainerNode, ysn.ListNode)):
                 node.children[child.name] = self._index(child, node, path, node.keys)
-        return node
 
     @property
     def implemented(self) -> list[ModuleInfo]:

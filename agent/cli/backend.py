@@ -75,20 +75,32 @@ _KIND_OF_PATH = {path: kind for kind, path in ROW_PATHS.items()}
 class DatastoreBackend:
     """The in-process backend of the SSH shell: one datastore, one authenticated user."""
 
-    def __init__(self, ds: Datastore, user: User, *, face: str = "cli", peer: str = "") -> None:
+    def __init__(self, ds: Datastore, user: User, *, face: str = "cli", peer: str = "", nacm=None,
+                 authenticator=None) -> None:
+        from agent import nacm as nacm_module
+
         self.ds = ds
         self._user = user
+        if nacm is None:  # built alone (tests): the settings' roles, or just this user's role
+            nacm = nacm_module.follow(nacm_module.Nacm(
+                ds.schema, authenticator.groups if authenticator is not None else
+                (lambda name: (user.role,) if name == user.name else ())), ds)
+        self._nacm = nacm
         self._face = face  # for the audit log: "cli-ssh" when the SSH server runs it
         self._peer = peer
         self.user = user.name
         self.node = ds.node_name
 
     async def rows(self, table: Table, config_only: bool = False) -> list[dict]:
-        if config_only:
+        if config_only:  # the engine's existence check before a write, not shown: the write itself is NACM-checked
             return [{**values, **dict(zip(table.keys, key))}
                     for key, values in self.ds.config.flat.get(table.path, {}).items()]
+        allowed = self._nacm.read_filter(self.user)  # NACM: the same read decisions as NETCONF and gNMI
+        info = self.ds.schema.nodes.get(table.path)
         out = []
         for key, values, ts in self.ds.read(table.path):
+            if allowed is not None and info is not None and not allowed(info, key):
+                continue
             row = dict(values)
             row.update(zip(table.keys, key))
             for child in table.children:
@@ -104,12 +116,14 @@ class DatastoreBackend:
 
     async def apply(self, edit: Edit) -> None:
 
-        if not self._user.can_write:
-            raise CliError(f"permission denied: user {self.user} has the {self._user.role} role and cannot change config")
         try:
+            # NACM: a CLI config command is an edit-config, as gNMI Set is; data writes are checked in propose
+            self._nacm.require_exec(self.user, "edit-config")
             await self.ds.propose(lambda tree: apply_edit(tree, edit), user=self.user, face=self._face,
-                                  peer=self._peer)
+                                  peer=self._peer, session=f"cli:{self._peer or self.user}")
         except ConfigError as exc:  # the same words the gNMI face sends back
+            if exc.error_tag == "access-denied":
+                raise CliError(f"permission denied: {exc.message}") from None
             raise CliError(exc.message + (f" (at {exc.path})" if exc.path else "")) from None
 
     def _require_history(self, table: Table) -> None:

@@ -14,6 +14,7 @@ VPORTS = schema_paths.VPORT
 K8S_CONNECTIONS = schema_paths.K8S_CONNECTION
 CNI = schema_paths.K8S_CNI
 SERVICES = schema_paths.K8S_SERVICE
+SERVICE_BACKENDS = schema_paths.K8S_SERVICE_BACKEND
 CONNECTIONS = schema_paths.CONNECTION
 STATS_SETTINGS = schema_paths.CONNECTION_SETTINGS
 FABRIC_NODES = schema_paths.FABRIC_NODE
@@ -275,8 +276,35 @@ _SERVICE_COLUMNS = (
     Column("external-ips", "external and load-balancer IPs", "list"),
     Column("node-ports", "node ports", "list", default=False),
     Column("ports", "service ports as port/protocol->target-port", "list"),
-    Column("backend-pods", "ready backend pods as namespace/pod@ip", "list"),
+    Column("backend-count", "ready backends (service-backend-show lists them)", "int"),
 )
+
+_BACKEND_COLUMNS = (
+    Column("cluster-name", "the name of the Kubernetes cluster"),
+    Column("namespace", "Kubernetes namespace of the service"),
+    Column("name", "service name"),
+    Column("ip", "endpoint address (the pod IP)"),
+    Column("port", "endpoint (target) port; 0 when the slice names none", "int"),
+    Column("protocol", "TCP, UDP or SCTP", default=False),
+    Column("port-name", "name of the service port", default=False),
+    Column("pod", "pod behind the endpoint"),
+    Column("node", "Kubernetes node of the endpoint"),
+    Column("ready", "EndpointSlice condition ready", "bool"),
+    Column("serving", "EndpointSlice condition serving", "bool"),
+    Column("terminating", "EndpointSlice condition terminating", "bool"),
+)
+# a backend's own namespace leaf (its pod's) is the service's namespace: EndpointSlices name pods of their namespace
+_BACKEND_KEYS = ("cluster-name", "namespace", "name", "ip", "port")
+
+_SERVICE_HISTORY_COLUMNS = (
+    Column("time", "when the change happened (range queries)", "time"),
+    Column("change", "update or delete (range queries)"),
+) + _SERVICE_COLUMNS
+
+_BACKEND_HISTORY_COLUMNS = (
+    Column("time", "when the change happened (range queries)", "time"),
+    Column("change", "update or delete (range queries)"),
+) + _BACKEND_COLUMNS
 
 _NODE_COLUMNS = (
     Column("name", "fabric node name"),
@@ -334,6 +362,14 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             _CONNECTION_COLUMNS),
     Command("service-show", "show", "display Kubernetes services with their virtual IPs and backends",
             Table(SERVICES, ("cluster-name", "namespace", "name")), _SERVICE_COLUMNS),
+    Command("service-backend-show", "show", "display the backends (endpoints) of Kubernetes services",
+            Table(SERVICE_BACKENDS, _BACKEND_KEYS), _BACKEND_COLUMNS),
+    Command("service-history-show", "history",
+            "display services at a past time (snapshot-time) or their changes in a time window",
+            Table(SERVICES, ("cluster-name", "namespace", "name")), _SERVICE_HISTORY_COLUMNS),
+    Command("service-backend-history-show", "history",
+            "display service backends at a past time (snapshot-time) or their changes in a time window",
+            Table(SERVICE_BACKENDS, _BACKEND_KEYS), _BACKEND_HISTORY_COLUMNS),
     Command("connection-stats-settings-modify", "settings-modify", "modify connection statistics settings",
             Table(STATS_SETTINGS),
             options=(Option("enable", "enable or disable connection statistics", "bool", off="disable"),
@@ -382,7 +418,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 
 # parameters of vport-history-show besides the filters
 SNAPSHOT_TIME = "snapshot-time"
-SNAPSHOT_TIME_HELP = "date/time: yyyy-mm-ddTHH:mm:ss, or #d#h#m#s ago  the vPort table at that time"
+SNAPSHOT_TIME_HELP = "date/time: yyyy-mm-ddTHH:mm:ss, or #d#h#m#s ago  the table as it was at that time"
 
 
 def command_names() -> list[str]:

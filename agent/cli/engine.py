@@ -121,14 +121,15 @@ class Engine:
         if p.times:
             t1, t2 = parse_window(p.times, now=now)
             rows = await self.backend.changes(cmd.table, t1, t2)
-            default = list(_HISTORY_RANGE_DEFAULT)
+            default = list(_HISTORY_RANGE_DEFAULT) if cmd.table.keys == ("ip",) else \
+                ["time", "change"] + [c.name for c in cmd.columns if c.default and c.name not in ("time", "change")]
         else:
             at = _point_in_time(p.snapshot, now) if p.snapshot else now
             rows = await self.backend.snapshot(cmd.table, at)
             default = [c.name for c in cmd.columns if c.default and c.name not in ("time", "change")]
         rows = [_normalize(r, cmd) for r in rows]
         rows = [r for r in rows if _matches(r, p.filters, cmd)]
-        rows.sort(key=lambda r: (_sort_value(r.get("time")), _sort_value(r.get("ip"))))
+        rows.sort(key=lambda r: (_sort_value(r.get("time")),) + tuple(_sort_value(r.get(k)) for k in cmd.table.keys))
         return self._render(p, rows, default)
 
     def _columns(self, p: ParsedCommand, rows: list[dict], default: list[str], drop_empty: bool = True) -> list[Column]:

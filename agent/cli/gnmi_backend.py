@@ -165,7 +165,7 @@ class GnmiBackend:
         if code == grpc.StatusCode.UNAUTHENTICATED:
             return CliError(f"authentication failed for user {self.user}" + (f": {details}" if details else ""))
         if code == grpc.StatusCode.PERMISSION_DENIED:
-            return CliError(details if "denied" in details.lower() else f"permission denied: {details}")
+            return CliError(f"permission denied: {details.removeprefix('access-denied: ')}")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return CliError(f"the agent at {self.addr} did not answer within {self._timeout:g}s")
         return CliError(details or code.name.lower().replace("_", " "))
@@ -261,14 +261,14 @@ def collect_rows(notifications: list, table: Table) -> dict[tuple, dict]:
                 if value is None:
                     continue
                 if isinstance(value, dict):
-                    key = dict(elems[-1].key) if len(names) == depth else None
+                    key = _keys(elems[:depth]) if len(names) == depth else None
                     add(_flatten(value), ts, key)
                 elif isinstance(value, list):
                     for entry in value:
                         if isinstance(entry, dict):
                             add(_flatten(entry), ts)
             elif names[:depth] == want:
-                key = dict(elems[depth - 1].key)
+                key = _keys(elems[:depth])
                 rest = names[depth:]
                 row = _flatten(value) if isinstance(value, dict) else {rest[-1]: value}
                 add(row, ts, key)
@@ -305,5 +305,13 @@ def _deleted_keys(n: gnmi_pb2.Notification, table: Table) -> list[dict]:
         elems = _elems(n, path)
         names = [_local(e.name) for e in elems]
         if names == want and elems[-1].key:
-            out.append(dict(elems[-1].key))
+            out.append(_keys(elems))
+    return out
+
+
+def _keys(elems) -> dict:
+    """The list keys along a path (a nested list's entry is named by its parents' keys too)."""
+    out: dict = {}
+    for e in elems:
+        out.update(e.key)
     return out

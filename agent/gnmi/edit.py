@@ -15,7 +15,7 @@ import copy
 import json
 from dataclasses import dataclass
 
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.schema import NodeInfo, Schema
 
@@ -36,6 +36,7 @@ class Op:
     leaf: str | None
     collection: bool  # the path names a whole list (no keys on its last element)
     value: object = None
+    module: str | None = None  # the root path's origin when it names one module: the op covers that module only
 
 
 def plan(schema: Schema, request: gnmi_pb2.SetRequest) -> list[Op]:
@@ -48,19 +49,22 @@ def plan(schema: Schema, request: gnmi_pb2.SetRequest) -> list[Op]:
 
 
 def _refuse_unknown_operations(request) -> None:
-    """A newer client's operation our gnmi.proto lacks (union_replace is field 6) must not be ignored."""
+    """An operation we do not serve (union_replace) or a newer client's field our gnmi.proto lacks is refused."""
+    if len(request.union_replace):
+        raise PathError("UNIMPLEMENTED", "SetRequest union_replace is not supported (it unions CLI and YANG "
+                        "origins; this target has one); nothing was changed", error_tag="operation-not-supported")
     try:
         from google.protobuf.unknown_fields import UnknownFieldSet
     except ImportError:  # pragma: no cover - older protobuf
         return
     numbers = sorted({f.field_number for f in UnknownFieldSet(request)})
     if numbers:
-        what = "union_replace" if numbers == [6] else f"fields {numbers}"
+        what = f"fields {numbers}"
         raise PathError("UNIMPLEMENTED", f"SetRequest {what} is not supported; nothing was changed")
 
 
 def _op(schema: Schema, prefix, path, kind: int, update) -> Op:
-    _origin, elems = join(prefix, path)
+    origin, elems = join(prefix, path)
     wild = any(e.name in ("*", "...") or "*" in e.key.values() for e in elems)
     if wild and kind != DELETE:
         raise PathError("INVALID_ARGUMENT", "wildcards are allowed in Set deletes only")
@@ -93,7 +97,8 @@ def _op(schema: Schema, prefix, path, kind: int, update) -> Op:
     if update is not None:
         value = _decode(update.val, sel)
     if sel is None:
-        return Op(kind, path, None, (), None, False, value)
+        module = origin if any(m.name == origin for m in schema.implemented) else None
+        return Op(kind, path, None, (), None, False, value, module)
     return Op(kind, path, sel.node, sel.keys, sel.leaf, collection, value)
 
 
@@ -306,15 +311,20 @@ def _set(tree, schema, op: Op) -> None:
 
 
 def _set_root(tree, schema, op: Op) -> None:
+    """Set at "/": the whole config, or with a module as origin only that module's top-level containers."""
     value = op.value
     if not isinstance(value, dict):
         raise PathError("INVALID_ARGUMENT", "the value at / must be a JSON object of top-level containers")
     if op.kind == REPLACE:
-        tree.clear()
+        for name in [n for n, top in schema.top.items() if op.module is None or top.module == op.module]:
+            tree.pop(name, None)
     for name, body in value.items():
-        top = schema.top.get(name) or next((t for t in schema.top.values() if t.name == name), None)
+        top = schema.top.get(name) or next((t for t in schema.top.values() if t.name == name
+                                            and (op.module is None or t.module == op.module)), None)
         if top is None:
-            raise PathError("NOT_FOUND", f"unknown top-level node {name!r}")
+            raise PathError("NOT_FOUND", f"unknown top-level node {name!r}", error_tag="unknown-element", path="/")
+        if op.module is not None and top.module != op.module:
+            raise PathError("INVALID_ARGUMENT", f"{name!r} is not in module {op.module}, the path's origin", path="/")
         if not top.config:
             raise PathError("INVALID_ARGUMENT", f"{top.path} is config false and cannot be set")
         body = _normalize(copy.deepcopy(body), top)

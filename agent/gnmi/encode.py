@@ -22,7 +22,7 @@ import json
 import struct
 import time
 
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.schema import NodeInfo
 from core.datastore.tree import build_tree, leaf_json

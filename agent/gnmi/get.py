@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import time
 
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.datastore import Datastore
 
 from . import encode, history
-from .paths import PathError, resolve, restrict_models
+from .paths import PathError, resolve, restrict_models, with_depth
 from .read import collect, entry_exists
 
 _DATATYPES = set(gnmi_pb2.GetRequest.DataType.values())
 
 
-def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> bytes:
+def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None, depth: int = 0, allowed=None) -> bytes:
     """GetResponse bytes, or PathError (with a gRPC status name) for the client.
 
     `snapshot_rows` is `history.snapshot(...)`, fetched off the event loop by
@@ -36,7 +36,8 @@ def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> byte
     if hist is not None and hist.is_range:
         raise PathError("INVALID_ARGUMENT", "a history range needs a STREAM subscription; Get takes snapshot_time")
     paths = list(request.path) or [gnmi_pb2.Path()]
-    resolved = [restrict_models(ds.schema, resolve(ds.schema, request.prefix, p), request.use_models)
+    resolved = [[with_depth(sel, depth) for sel in
+                 restrict_models(ds.schema, resolve(ds.schema, request.prefix, p), request.use_models)]
                 for p in paths]  # all errors before any work
     if hist is not None:
         for selectors in resolved:
@@ -53,7 +54,7 @@ def get(ds: Datastore, request: gnmi_pb2.GetRequest, snapshot_rows=None) -> byte
         enc = encode.Encoder(request.encoding, origin=origin, target=target)
         items: list[bytes] = []
         for sel in selectors:
-            nodes = collect(ds, sel, request.type, rows=rows)
+            nodes = collect(ds, sel, request.type, rows=rows, allowed=allowed)
             if not nodes and sel.concrete and sel.keys and rows is None and not entry_exists(ds, sel):
                 raise PathError("NOT_FOUND", f"no list entry for {_describe(sel)}")
             _encode(ds, enc, sel, nodes, items)

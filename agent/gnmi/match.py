@@ -34,6 +34,8 @@ class Index:
                 nodes[n.path] = n
                 stack.extend(n.children.values())
         for path, info in nodes.items():
+            if not selector.within_depth(info):
+                continue
             allowed = leaf_filter(info) if leaf_filter is not None else None
             if allowed is not None and not allowed:
                 continue

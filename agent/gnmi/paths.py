@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.schema import LeafInfo, NodeInfo, Schema
 
@@ -27,12 +27,20 @@ _NEUTRAL_ORIGINS = ("", "rfc7951", "openconfig")
 
 
 class PathError(Exception):
-    """A path the target cannot serve; `code` is a gRPC status name."""
+    """A request the target cannot serve; `code` is a gRPC status name.
 
-    def __init__(self, code: str, message: str) -> None:
+    `error_tag` / `app_tag` are the NETCONF error-tag and YANG
+    error-app-tag of the same refusal and `path` the path it concerns:
+    the face puts them first in the message and in google.rpc.Status details.
+    """
+
+    def __init__(self, code: str, message: str, *, error_tag: str = "", app_tag: str = "", path: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.error_tag = error_tag
+        self.app_tag = app_tag
+        self.path = path
 
 
 @dataclass(frozen=True, repr=False)
@@ -45,11 +53,23 @@ class Selector:
     subtree: bool = True  # node and all its descendants
     origin: str = ""
     covered: frozenset = field(default=frozenset(), compare=False)  # schema paths it can match
+    depth: int = 0  # Depth extension: nodes this many levels below `node` and deeper are left out (0: no limit)
 
     def __repr__(self) -> str:
         keys = ",".join("*" if k is WILD else repr(k) for k in self.keys)
         tail = f"/{self.leaf}" if self.leaf else ("/..." if self.subtree else "")
         return f"Selector({self.node.path}[{keys}]{tail})"
+
+    def within_depth(self, info: NodeInfo) -> bool:
+        """Whether a node below `node` is inside the Depth extension's limit.
+
+        gnmi-depth.md 3.1: level 1 is the node's own leaves and leaf-lists;
+        level N adds the containers and list entries N-1 levels below with
+        their leaves.  A list entry is one level, as its list is named once.
+        """
+        if not self.depth:
+            return True
+        return info.path.count("/") - self.node.path.count("/") < self.depth
 
     @property
     def concrete(self) -> bool:
@@ -62,6 +82,16 @@ class Selector:
             if want is not WILD and want != have:
                 return False
         return True
+
+
+def with_depth(sel: Selector, depth: int) -> Selector:
+    """The selector limited to `depth` levels (Depth extension); itself when depth is 0."""
+    if not depth:
+        return sel
+    from dataclasses import replace
+
+    return replace(sel, depth=depth, covered=frozenset(p for p in sel.covered
+                                                       if p.count("/") - sel.node.path.count("/") < depth))
 
 
 def _descendant_paths(info: NodeInfo) -> frozenset:
@@ -124,7 +154,7 @@ def resolve(schema: Schema, prefix: gnmi_pb2.Path | None, path: gnmi_pb2.Path | 
     module = None
     if origin not in _NEUTRAL_ORIGINS:
         if not any(m.name == origin for m in schema.implemented):
-            raise PathError("NOT_FOUND", f"unknown origin/module {origin!r}")
+            raise PathError("NOT_FOUND", f"unknown origin/module {origin!r}", error_tag="unknown-element")
         module = origin
     for e in elems:
         if not e.name:
@@ -142,7 +172,7 @@ def restrict_models(schema: Schema, selectors: list[Selector], use_models) -> li
     names = {m.name for m in use_models}
     unknown = sorted(names - known)
     if unknown:
-        raise PathError("NOT_FOUND", f"unknown model(s) {', '.join(unknown)}")
+        raise PathError("NOT_FOUND", f"unknown model(s) {', '.join(unknown)}", error_tag="unknown-namespace")
     return [s for s in selectors if s.node.module in names]
 
 
@@ -163,7 +193,7 @@ def _strip_module(name: str, module: str | None, where: str) -> tuple[str, str |
     if ":" in name:
         mod, _, bare = name.partition(":")
         if module and mod != module:
-            raise PathError("NOT_FOUND", f"element {name!r} is not in module {module!r} at {where}")
+            raise PathError("NOT_FOUND", f"element {name!r} is not in module {module!r} at {where}", error_tag="unknown-element")
         return bare, mod
     return name, None
 
@@ -192,7 +222,7 @@ def _walk(schema, info, keys, elems, i, module, origin, found) -> None:
         children = _children(schema, info, module)
         leaves = list(info.leaves) if info is not None else []
         if not last and not children:
-            raise PathError("NOT_FOUND", f"nothing below {where} matches '*'")
+            raise PathError("NOT_FOUND", f"nothing below {where} matches '*'", error_tag="unknown-element")
     else:
         name, mod = _strip_module(elem.name, module, where)
         children, leaves = [], []
@@ -202,13 +232,13 @@ def _walk(schema, info, keys, elems, i, module, origin, found) -> None:
                     children.append(top)
         else:
             if mod is not None and mod != info.module:
-                raise PathError("NOT_FOUND", f"element {elem.name!r} is not in module {info.module!r} at {where}")
+                raise PathError("NOT_FOUND", f"element {elem.name!r} is not in module {info.module!r} at {where}", error_tag="unknown-element")
             if name in info.children:
                 children.append(info.children[name])
             elif name in info.leaves:
                 leaves.append(name)
         if not children and not leaves:
-            raise PathError("NOT_FOUND", f"unknown path element {elem.name!r} at {where}")
+            raise PathError("NOT_FOUND", f"unknown path element {elem.name!r} at {where}", error_tag="unknown-element")
     for leaf in leaves:
         if last and not elem.key:
             _add(found, info, keys, leaf, False, origin)
@@ -243,7 +273,7 @@ def _try_branches(schema, branches, elems, module, origin, found, where, require
                 raise
             first_error = first_error or exc
     if required and not matched:
-        raise first_error or PathError("NOT_FOUND", f"nothing below {where} matches")
+        raise first_error or PathError("NOT_FOUND", f"nothing below {where} matches", error_tag="unknown-element")
 
 
 def _children(schema, info, module) -> list[NodeInfo]:
@@ -258,7 +288,7 @@ def _own_keys(child: NodeInfo, elem) -> tuple:
         raise PathError("INVALID_ARGUMENT", f"{child.path} is not a list; it takes no keys")
     unknown = sorted(set(given) - set(child.own_keys))
     if unknown:
-        raise PathError("NOT_FOUND", f"{child.path} has no key {', '.join(unknown)} (keys: {' '.join(child.own_keys)})")
+        raise PathError("NOT_FOUND", f"{child.path} has no key {', '.join(unknown)} (keys: {' '.join(child.own_keys)})", error_tag="unknown-element")
     return tuple(typed_key(child.leaves.get(k), given[k]) if k in given else WILD for k in child.own_keys)
 
 

@@ -34,18 +34,24 @@ def selector_paths(schema, sel: Selector) -> list[NodeInfo]:
     """Schema nodes a selector reads, parents first."""
     if not sel.subtree:
         return [sel.node]
-    return list(iter_descendants(sel.node))
+    return [info for info in iter_descendants(sel.node) if sel.within_depth(info)]
 
 
 def collect(ds: Datastore, sel: Selector, datatype: int = ALL, leaf_filter: LeafFilter | None = None,
-            rows: Callable[[str], Iterable] | None = None) -> list[Node]:
-    """Nodes a selector matches now (or in `rows(path)` -> (key, leaves, ts), for history)."""
+            rows: Callable[[str], Iterable] | None = None,
+            allowed: Callable[[NodeInfo, tuple], bool] | None = None) -> list[Node]:
+    """Nodes a selector matches now (or in `rows(path)` -> (key, leaves, ts), for history).
+
+    `allowed(info, key)` (NACM read access) leaves out the nodes it refuses.
+    """
     out: list[Node] = []
     depth = len(sel.keys)
     concrete = sel.concrete and depth > 0
     for info in selector_paths(ds.schema, sel):
-        allowed = leaf_filter(info) if leaf_filter is not None else None
-        if leaf_filter is not None and allowed is not None and not allowed:
+        if datatype == CONFIG and not info.config:
+            continue  # a config-false list's keys are state: Get(CONFIG) must round-trip through Set(replace)
+        wanted = leaf_filter(info) if leaf_filter is not None else None
+        if leaf_filter is not None and wanted is not None and not wanted:
             continue
         if rows is not None:
             source = rows(info.path)
@@ -57,12 +63,14 @@ def collect(ds: Datastore, sel: Selector, datatype: int = ALL, leaf_filter: Leaf
         for key, values, ts in source:
             if depth and not sel.key_matches(key):
                 continue
+            if allowed is not None and not allowed(info, key):
+                continue
             if sel.leaf is not None:
                 if sel.leaf not in values:
                     continue
                 values = {sel.leaf: values[sel.leaf]}
-            if allowed is not None:
-                values = {k: v for k, v in values.items() if k in allowed}
+            if wanted is not None:
+                values = {k: v for k, v in values.items() if k in wanted}
             values = _datatype_filter(info, values, datatype)
             if values or (info.kind == "list" and sel.leaf is None and (info.config or datatype != CONFIG)):
                 out.append((info, key, values, ts))  # (a CONFIG read has no entry of a config-false list)

@@ -17,22 +17,28 @@ import time
 from pathlib import Path
 
 import grpc
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.errors import ConfigError
 from core.ports.stats import ComponentStats
 from core.schema import ORGANIZATION
 
-from . import auth, edit, encode, history
+from . import auth, edit, encode, extensions, history, status
 from .get import get as do_get
 from .paths import PathError
+from .proto import GNMI_PROTO_VERSION
 from .subscribe import Limits, Session
 from agent.auth import Authenticator
+from agent.nacm import Nacm, follow, for_authenticator
 from core.datastore import Datastore
 
 log = logging.getLogger("kubefabric.gnmi")
 
-GNMI_VERSION = "0.10.0"
+#: the gNMI version announced by Capabilities: the version of the gnmi.proto the face is built on
+GNMI_VERSION = GNMI_PROTO_VERSION
+#: rollback of a gNMI Commit without rollback_duration (gnmi-commit-confirmed.md 3.2.1: 10 minutes)
+DEFAULT_ROLLBACK_S = 600.0
+FACE = "gnmi"
 SERVICE = "gnmi.gNMI"
 #: Subscribe streams open at once, in all and per user, and Subscriptions in one SubscriptionList
 MAX_STREAMS = 256
@@ -66,8 +72,10 @@ class GnmiServer:
     def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
                  tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
                  limits: Limits | None = None, extra_handlers: tuple = (), max_streams: int = MAX_STREAMS,
-                 max_streams_per_user: int = MAX_STREAMS_PER_USER) -> None:
+                 max_streams_per_user: int = MAX_STREAMS_PER_USER, nacm: Nacm | None = None) -> None:
         self.ds = ds
+        #: NACM (RFC 8341), shared with NETCONF and the CLI: Set is edit-config, reads are filtered by node
+        self.nacm = nacm if nacm is not None else follow(for_authenticator(ds.schema, authenticator), ds)
         self.authenticator = authenticator
         self.addr = addr
         self.host, _ = _split_addr(addr)
@@ -85,6 +93,7 @@ class GnmiServer:
             "rpcs": 0, "auth_failures": 0, "set_commits": 0, "set_rejected": 0,
         }
         self._server: grpc.aio.Server | None = None
+        self.arbitration = extensions.MasterArbitration()
 
     @property
     def address(self) -> str:
@@ -160,17 +169,34 @@ class GnmiServer:
     async def _user(self, context):
         self.stats["rpcs"] += 1
         try:
-            return await auth.authenticate(self.authenticator, context)
+            return await auth.authenticate(self.authenticator, context,
+                                           client_certificates=bool(self.tls_client_ca) and not self.insecure)
         except auth.AuthError as exc:
             self.stats["auth_failures"] += 1
-            await context.abort(exc.code, exc.message)
+            await status.abort(context, exc.code, exc.message, error_tag="access-denied")
 
     async def _internal(self, context, rpc: str, exc: Exception) -> None:
         log.exception("gNMI %s failed", rpc, exc_info=exc)
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(exc).__name__}")
+        await status.abort(context, grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(exc).__name__}",
+                           error_tag="operation-failed")
+
+    @staticmethod
+    async def _refuse(context, exc: PathError, unknown_path_code: str | None = None) -> None:
+        """A PathError as the specification's tables say (an unknown path in Get/Subscribe is UNIMPLEMENTED)."""
+        code = unknown_path_code if unknown_path_code and exc.error_tag == "unknown-element" else exc.code
+        await status.abort(context, code, exc.message, error_tag=exc.error_tag, app_tag=exc.app_tag, path=exc.path)
+
+    @staticmethod
+    async def _refuse_config(context, exc: ConfigError) -> None:
+        await status.abort(context, exc.grpc_code_name, exc.message, error_tag=exc.error_tag, app_tag=exc.app_tag,
+                           path=exc.path)
 
     async def _capabilities(self, request, context):
         await self._user(context)
+        try:
+            extensions.parse("Capabilities", request.extension)
+        except PathError as exc:
+            await self._refuse(context, exc)
         return gnmi_pb2.CapabilityResponse(
             supported_models=[
                 gnmi_pb2.ModelData(name=m.name, organization=ORGANIZATION, version=m.revision)
@@ -188,11 +214,13 @@ class GnmiServer:
         return await history.snapshot(self.ds, hist.snapshot_ns)
 
     async def _get(self, request, context):
-        await self._user(context)
+        user = await self._user(context)
         try:
-            return do_get(self.ds, request, await self._snapshot_rows(request))
+            exts = extensions.parse("Get", request.extension)
+            return do_get(self.ds, request, await self._snapshot_rows(request), depth=exts.depth,
+                          allowed=self.nacm.read_filter(user.name))
         except PathError as exc:
-            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            await self._refuse(context, exc, unknown_path_code="UNIMPLEMENTED")
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug must answer INTERNAL, not kill the server
@@ -200,26 +228,40 @@ class GnmiServer:
 
     async def _set(self, request, context):
         user = await self._user(context)
+        peer = _peer(context)
+        ops: list = []
         try:
-            auth.require_write(user)
+            exts = extensions.parse("Set", request.extension)
+            self.nacm.require_exec(user.name, "edit-config")  # data writes are checked in propose
+            self.arbitration.check(exts.arbitration)
             ops = edit.plan(self.ds.schema, request)
+            schema = self.ds.schema
+
+            async def write() -> None:
+                if ops:
+                    await self.ds.propose(lambda tree: edit.apply(tree, schema, ops), user=user.name, face=FACE,
+                                          peer=peer, session=f"gnmi:{peer}")
+
+            if exts.commit is None:
+                pending = self.ds.confirmed.pending
+                if pending is not None and ops:
+                    raise PathError("FAILED_PRECONDITION", f"a confirmed commit by {pending.owner} (user "
+                                    f"{pending.user}) is pending: confirm or cancel it first (a Set without the Commit "
+                                    "extension is refused while the rollback timer runs)", app_tag="commit-pending")
+                await write()
+            else:
+                await self._commit_action(exts.commit, ops, write, user.name)
             if ops:
-                schema = self.ds.schema
-                await self.ds.propose(lambda tree: edit.apply(tree, schema, ops), user=user.name, face="gnmi",
-                                      peer=_peer(context))
                 self.stats["set_commits"] += 1
         except auth.AuthError as exc:
             self.stats["set_rejected"] += 1
-            await context.abort(exc.code, exc.message)
+            await status.abort(context, exc.code, exc.message, error_tag="access-denied")
         except PathError as exc:
             self.stats["set_rejected"] += 1
-            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            await self._refuse(context, exc)
         except ConfigError as exc:
             self.stats["set_rejected"] += 1
-            where = f" (at {exc.path})" if exc.path and exc.path not in exc.message else ""
-            # the error-app-tag first, as NETCONF's rpc-error carries it: scripts match on it
-            tag = f"{exc.app_tag}: " if exc.app_tag else ""
-            await context.abort(grpc.StatusCode[exc.grpc_code_name], f"{tag}{exc.message}{where}")
+            await self._refuse_config(context, exc)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -231,15 +273,62 @@ class GnmiServer:
             response=[gnmi_pb2.UpdateResult(path=op.path, op=op.kind) for op in ops],
         )
 
+    async def _commit_action(self, commit, ops: list, write, user: str) -> None:
+        """The Commit extension (gnmi-commit-confirmed.md): commit, confirm, cancel, set_rollback_duration.
+
+        The pending commit is the datastore's (`ds.confirmed`), the same one
+        NETCONF's confirmed commit uses: one at a time per agent, persisted,
+        rolled back at start-up if the agent died before the confirmation.
+        """
+        confirmed = self.ds.confirmed
+        if not commit.id:
+            raise PathError("INVALID_ARGUMENT", "the Commit extension needs an id", app_tag="missing-commit-id")
+        action = commit.WhichOneof("action")
+        if action is None:
+            raise PathError("INVALID_ARGUMENT", "the Commit extension needs an action (commit, confirm, cancel, "
+                            "set_rollback_duration)")
+        owner = f"gNMI commit {commit.id!r}"
+        if action == "commit":
+            if confirmed.pending is not None:
+                raise PathError("FAILED_PRECONDITION", f"a confirmed commit by {confirmed.pending.owner} is pending; "
+                                "confirm or cancel it before a new commit", app_tag="commit-pending")
+            duration = commit.commit.rollback_duration if commit.commit.HasField("rollback_duration") else None
+            timeout = extensions.rollback_seconds(duration, DEFAULT_ROLLBACK_S)
+            await confirmed.commit(write, face=FACE, owner=owner, token=commit.id, user=user, timeout=timeout,
+                                   proof=commit.id)
+            return
+        if ops:
+            raise PathError("INVALID_ARGUMENT", f"a Commit {action} carries no changes; send them with the commit")
+        pending = confirmed.pending
+        if pending is None:
+            raise PathError("FAILED_PRECONDITION", f"no confirmed commit is pending (Commit {action})",
+                            app_tag="no-commit-pending")
+        if pending.token != commit.id:
+            raise PathError("INVALID_ARGUMENT", f"id {commit.id!r} does not match the pending confirmed commit "
+                            f"of {pending.owner}", app_tag="commit-id-mismatch")
+        if action == "confirm":
+            confirmed.confirm(owner, commit.id)
+        elif action == "cancel":
+            await confirmed.cancel(owner, commit.id, f"cancelled by gNMI Commit {commit.id!r}")
+        else:  # set_rollback_duration
+            srd = commit.set_rollback_duration
+            seconds = extensions.rollback_seconds(srd.rollback_duration if srd.HasField("rollback_duration") else None,
+                                                  0.0)
+            if seconds <= 0:
+                raise PathError("INVALID_ARGUMENT", "set_rollback_duration needs a rollback_duration above 0")
+            confirmed.set_timeout(owner, commit.id, seconds)
+
     async def _subscribe(self, request_iterator, context):
         user = await self._user(context)
         open_streams = sum(self._streams.values())
         if open_streams >= self.max_streams:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"too many Subscribe streams open ({open_streams}); try again later")
+            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"too many Subscribe streams open ({open_streams}); try again later",
+                               error_tag="resource-denied")
         if self._streams.get(user.name, 0) >= self.max_streams_per_user:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"user {user.name!r} has {self.max_streams_per_user} Subscribe streams open already")
+            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"user {user.name!r} has {self.max_streams_per_user} Subscribe streams open already",
+                               error_tag="resource-denied")
         self._streams[user.name] = self._streams.get(user.name, 0) + 1
         try:
             try:
@@ -248,13 +337,15 @@ class GnmiServer:
                 return
             if first.WhichOneof("request") == "subscribe" and \
                     len(first.subscribe.subscription) > MAX_SUBSCRIPTIONS_PER_REQUEST:
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                    f"at most {MAX_SUBSCRIPTIONS_PER_REQUEST} subscriptions in one SubscriptionList")
+                await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"at most {MAX_SUBSCRIPTIONS_PER_REQUEST} subscriptions in one SubscriptionList",
+                                   error_tag="resource-denied")
             try:
-                session = Session(self.ds, context, first, self.stats, self.limits)
+                session = Session(self.ds, context, first, self.stats, self.limits,
+                                  allowed=self.nacm.read_filter(user.name))
                 await session.run(request_iterator)
             except PathError as exc:
-                await context.abort(grpc.StatusCode[exc.code], exc.message)
+                await self._refuse(context, exc, unknown_path_code="UNIMPLEMENTED")
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:  # noqa: BLE001

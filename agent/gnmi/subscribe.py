@@ -11,7 +11,12 @@ Life of a STREAM session:
 The listener only filters and queues (never encodes, never awaits): a
 slow client makes its own queue coalesce, never the datastore wait.
 Subscriptions to paths with no data yet simply match nothing until the
-data appears.  The stream ends cleanly when the client half-closes.
+data appears.
+
+How a session ends (gNMI specification 3.5.1.5): STREAM lasts until the
+client cancels the RPC (or the server fails); a half-close only says the
+client will send nothing more, so it ends ONCE (which ends after its
+sync_response anyway) and POLL (after the outstanding polls), never STREAM.
 """
 from __future__ import annotations
 
@@ -21,16 +26,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pygnmi.spec.v080 import gnmi_pb2
+from .proto import gnmi_pb2
 
 from core.changefeed import Change
 from core.datastore import Datastore
 from core.schema import NodeInfo
 
-from . import encode, history
+from . import encode, extensions, history
 from .coalesce import CoalescingQueue
 from .match import Index
-from .paths import PathError, Selector, resolve, restrict_models
+from .paths import PathError, Selector, resolve, restrict_models, with_depth
 from .read import collect
 
 log = logging.getLogger("kubefabric.gnmi")
@@ -38,6 +43,11 @@ log = logging.getLogger("kubefabric.gnmi")
 STREAM, ONCE, POLL = (gnmi_pb2.SubscriptionList.Mode.Value(n) for n in ("STREAM", "ONCE", "POLL"))
 TARGET_DEFINED, ON_CHANGE, SAMPLE = (gnmi_pb2.SubscriptionMode.Value(n) for n in ("TARGET_DEFINED", "ON_CHANGE", "SAMPLE"))
 MIN_INTERVAL_NS = 10_000_000  # 10 ms: the shortest sample or heartbeat interval served
+#: what SAMPLE with sample_interval 0 ("the lowest interval possible for the target") samples at: the
+#: shortest interval at which a sample of any subscribable path (a 100,000-entry vPort table) is sustained
+LOWEST_SAMPLE_NS = 1_000_000_000
+#: how often a history range whose end lies in the future reads what the time machine recorded since
+HISTORY_FOLLOW_S = 0.5
 
 _COUNTER_TYPES = frozenset({"counter32", "counter64", "zero-based-counter32", "zero-based-counter64"})
 _counter_cache: dict[str, frozenset] = {}
@@ -92,8 +102,11 @@ class Limits:
 class Session:
     """The server side of one Subscribe RPC."""
 
-    def __init__(self, ds: Datastore, context, request: gnmi_pb2.SubscribeRequest, stats: dict, limits: Limits) -> None:
+    def __init__(self, ds: Datastore, context, request: gnmi_pb2.SubscribeRequest, stats: dict, limits: Limits,
+                 allowed: Callable[[NodeInfo, tuple], bool] | None = None) -> None:
         self.ds = ds
+        #: NACM read access per node (None: nothing can be denied to this user, the usual case)
+        self.allowed = allowed
         self.schema = ds.schema
         self.context = context
         self.stats = stats
@@ -110,11 +123,13 @@ class Session:
         if not sl.subscription:
             raise PathError("INVALID_ARGUMENT", "a SubscriptionList needs at least one Subscription")
         self.updates_only = sl.updates_only
-        self.history = history.from_extensions(list(request.extension) + list(getattr(sl, "extension", ())))
+        exts = extensions.parse("Subscribe", request.extension)
+        self.history = history.from_extensions(request.extension)
         self.subs: list[Sub] = []
         origins = set()
         for s in sl.subscription:
-            selectors = restrict_models(self.schema, resolve(self.schema, sl.prefix, s.path), sl.use_models)
+            selectors = [with_depth(sel, exts.depth) for sel in
+                         restrict_models(self.schema, resolve(self.schema, sl.prefix, s.path), sl.use_models)]
             origins.add(s.path.origin or sl.prefix.origin)
             self.subs.extend(self._subs_for(s, selectors))
         self.n_subscriptions = len(sl.subscription)
@@ -146,13 +161,15 @@ class Session:
         if s.mode == ON_CHANGE:
             return [Sub(selectors, on_change=True, heartbeat_ns=hb)]
         if s.mode == SAMPLE:
-            if s.sample_interval == 0:  # "lowest interval possible": every change
-                return [Sub(selectors, on_change=True, heartbeat_ns=hb)]
-            if s.sample_interval < MIN_INTERVAL_NS:
+            interval = s.sample_interval or LOWEST_SAMPLE_NS  # 0: "the lowest interval possible for the target"
+            if interval < MIN_INTERVAL_NS:
                 raise PathError("INVALID_ARGUMENT", f"sample_interval below {MIN_INTERVAL_NS} ns is not supported")
-            return [Sub(selectors, on_change=False, sample_ns=s.sample_interval, heartbeat_ns=hb,
+            return [Sub(selectors, on_change=False, sample_ns=interval, heartbeat_ns=hb,
                         suppress=s.suppress_redundant)]
         if s.mode == TARGET_DEFINED:
+            if s.sample_interval:
+                raise PathError("INVALID_ARGUMENT", "TARGET_DEFINED chooses its own sample interval; "
+                                "leave sample_interval unset (specification 3.5.1.5.2)")
             schema = self.schema
 
             def events(info):
@@ -180,7 +197,7 @@ class Session:
 
     # -- running ----------------------------------------------------------------
     async def run(self, requests) -> None:
-        """Serve the RPC until it is done, the client half-closes or fails."""
+        """Serve the RPC until it is done: ONCE after sync_response, POLL at half-close, STREAM when cancelled."""
         self.stats["sessions"] = self.stats.get("sessions", 0) + 1
         self.stats["subscriptions"] = self.stats.get("subscriptions", 0) + self.n_subscriptions
         unsubscribe = None
@@ -225,12 +242,12 @@ class Session:
                 raise PathError("RESOURCE_EXHAUSTED", "the subscriber fell too far behind; resubscribe")
             while self.polls:
                 self.polls -= 1
-                await self._send_snapshot(self.subs)
+                await self._send_snapshot(self.subs, at=time.time_ns())
                 await self._write(encode.SYNC_RESPONSE, 0)
             for sub in self.subs:
                 if sub.heartbeat_due and sub.on_change:
                     sub.heartbeat_due = False
-                    await self._send_snapshot([sub])
+                    await self._send_snapshot([sub], at=time.time_ns())  # a heartbeat is a reading taken now
                 elif (sub.due or sub.heartbeat_due) and not sub.on_change:
                     heartbeat = sub.heartbeat_due
                     sub.due = sub.heartbeat_due = False
@@ -239,11 +256,11 @@ class Session:
                 await self._send_queued()
                 if len(self.queue):
                     self.wake.set()
-            if self.half_closed and not self.polls:
-                return
+            if self.half_closed and self.mode == POLL and not self.polls:
+                return  # a STREAM session outlives its client's half-close: it ends when the client cancels
 
     async def _read(self, requests) -> None:
-        """Client messages: polls, and the half-close that ends the session."""
+        """Client messages: polls, and the half-close (which ends a POLL session, never a STREAM one)."""
         try:
             async for req in requests:
                 kind = req.WhichOneof("request")
@@ -275,6 +292,9 @@ class Session:
 
     # -- feed listener (synchronous, cheap) --------------------------------------
     def _on_changes(self, batch: list[Change]) -> None:
+        if self.allowed is not None:
+            nodes, allowed = self.schema.nodes, self.allowed
+            batch = [ch for ch in batch if allowed(nodes[ch.path], ch.key)]
         index, put = self.index, self.queue.put
         by_path, whole = index.by_path, self.whole
         for ch in batch:
@@ -356,7 +376,8 @@ class Session:
         merged: dict = {}
         for sub in subs:
             for sel in sub.selectors:
-                for info, key, values, ts in collect(self.ds, sel, leaf_filter=sub.leaf_filter, rows=rows):
+                for info, key, values, ts in collect(self.ds, sel, leaf_filter=sub.leaf_filter, rows=rows,
+                                                     allowed=self.allowed):
                     ident = (info.path, key)
                     entry = merged.get(ident)
                     if entry is None:
@@ -367,7 +388,7 @@ class Session:
                         entry[4] = entry[4] and sel.leaf is not None
         return merged
 
-    async def _send_nodes(self, nodes, chunk: int = 2000) -> None:
+    async def _send_nodes(self, nodes, chunk: int = 2000, at: int = 0) -> None:
         """Encode and send nodes a chunk at a time (the loop stays responsive)."""
         enc = self.enc
         nodes = list(nodes)
@@ -382,10 +403,11 @@ class Session:
                 else:
                     enc.node_updates(info, key, values, items)
             if items:
-                await self._send_items(items, ts or time.time_ns())
+                await self._send_items(items, at or ts or time.time_ns())
 
-    async def _send_snapshot(self, subs: list[Sub], rows=None) -> None:
-        await self._send_nodes(self._gather(subs, rows).values())
+    async def _send_snapshot(self, subs: list[Sub], rows=None, at: int = 0) -> None:
+        """The current nodes of `subs`; `at`: the Notification timestamp (polls and heartbeats: when read)."""
+        await self._send_nodes(self._gather(subs, rows).values(), at=at)
 
     async def _send_sample(self, sub: Sub, full: bool) -> None:
         current = self._gather([sub])
@@ -425,11 +447,26 @@ class Session:
         await self._write(encode.SYNC_RESPONSE, 0)
         if not h.is_range:
             return
+        # gnmi-history 2.2.2: every update in [start, end), then the RPC closes.  An end in the future
+        # is honoured: what the time machine records is streamed as it is recorded until the end passes
+        # (an end of max int64 is an open-ended STREAM that began in the past).
+        cursor = h.start_ns
+        while True:
+            now = time.time_ns()
+            until = min(h.end_ns, now)
+            if until > cursor:
+                await self._send_history_changes(await history.changes(self.ds, cursor, until))
+                cursor = until
+            if until >= h.end_ns:
+                return
+            await asyncio.sleep(min(HISTORY_FOLLOW_S, (h.end_ns - now) / 1e9))
+
+    async def _send_history_changes(self, changes) -> None:
         items: list[bytes] = []
         group_ts = None
-        for path, key, values, ts in await history.changes(self.ds, h.start_ns, h.end_ns):
+        for path, key, values, ts in changes:
             wanted = self.index.match(path, key)
-            if wanted is False:
+            if wanted is False or (self.allowed is not None and not self.allowed(self.schema.nodes[path], key)):
                 continue
             if group_ts is not None and ts != group_ts and items:
                 await self._send_items(items, group_ts)

@@ -39,6 +39,7 @@ class Editor:
 
     def apply(self, tree: dict, config: etree._Element) -> dict:
         """Apply `<config>`'s children to `tree`; returns it (empty top containers dropped)."""
+        _refuse_unknown_attributes(config)
         for child in config:
             if not isinstance(child.tag, str):
                 continue
@@ -197,6 +198,27 @@ class Editor:
         if not info.config:
             raise RpcError("invalid-value", f"{info.name} is state data (config false) and cannot be edited",
                            path=path, path_ns=self.codec.prefixes, info={"bad-element": info.name})
+
+
+def _refuse_unknown_attributes(config: etree._Element) -> None:
+    """Only the NETCONF-namespace operation attribute means something in <config> (RFC 6241 7.2).
+
+    An `operation` attribute without the namespace (or in another one) would
+    otherwise be ignored and the edit answered `<ok/>` as a merge: refused as
+    unknown-attribute instead, as is any other attribute.
+    """
+    for elem in config.iterdescendants():
+        if not isinstance(elem.tag, str):
+            continue
+        for name in elem.attrib:
+            if name == OPERATION:
+                continue
+            qn = etree.QName(name)
+            hint = (" (the edit operation attribute is operation in the NETCONF base namespace "
+                    f"{BASE_NS})" if qn.localname == "operation" else "")
+            raise RpcError("unknown-attribute", f"attribute {name!r} on <{etree.QName(elem).localname}> is not "
+                           f"understood{hint}", type="protocol",
+                           info={"bad-attribute": qn.localname, "bad-element": etree.QName(elem).localname})
 
 
 def _navigable(elem: etree._Element, name: str, path: str, ns: dict) -> None:

@@ -3,10 +3,20 @@
 Both work on the XML data tree.  `wanted_tops()` lets the caller build
 only the top-level containers a filter can select, so a filter on the
 k8s connections never encodes a 10,000-entry vPort table.
+
+XPath as automation sends it: `ansible.netcommon.netconf_get` passes a bare
+string (`/k8s/connection`), so ncclient's `<filter type="xpath" select=...>`
+declares no namespaces.  A prefix the `<filter>` element declares is used as
+XPath says; otherwise a name without a prefix matches that name in any of
+our namespaces, and a module name or module prefix (`kubefabric-k8s:k8s`,
+`kfk8s:k8s`) matches in that module's namespace.  A name no module defines
+means the filter cannot match anything: that is an rpc-error
+(invalid-value naming the name), never a silent empty `<data/>`.
 """
 from __future__ import annotations
 
 import copy
+import re
 
 from lxml import etree
 
@@ -38,11 +48,36 @@ class Filter:
                                info={"bad-attribute": "select", "bad-element": "filter"})
             self.select = select
             self.nsmap = {p: n for p, n in elem.nsmap.items() if p}
+            self._local = False  # evaluate on a copy of the data without namespaces
+            self._names = _name_tests(select)
+            undeclared = {prefix for prefix, _name in self._names if prefix and prefix not in self.nsmap}
+            if undeclared or not any(prefix for prefix, _name in self._names):
+                # no namespaces to go by (a bare string, as Ansible sends): match by local name
+                self._local = True
+                expression = _strip_prefixes(select, undeclared)
+            else:
+                expression = select
             try:
-                self._xpath = etree.XPath(select, namespaces=self.nsmap)
-            except etree.XPathSyntaxError as exc:
+                self._xpath = etree.XPath(expression, namespaces=None if self._local else self.nsmap)
+            except (etree.XPathSyntaxError, etree.XPathEvalError) as exc:
                 raise RpcError("invalid-value", f"invalid XPath {select!r}: {exc}",
                                info={"bad-attribute": "select", "bad-element": "filter"}) from None
+
+    def check_names(self, codec: Codec, extra_names: set[str]) -> None:
+        """Refuse an XPath that names a node or a module prefix no module of ours defines (it can never match)."""
+        if self.kind != XPATH:
+            return
+        known_prefixes = {m.name for m in codec.schema.modules} | {m.prefix for m in codec.schema.modules} \
+            | set(self.nsmap)
+        names = _schema_names(codec.schema) | extra_names
+        for prefix, name in self._names:
+            if prefix and prefix not in known_prefixes:
+                raise RpcError("invalid-value", f"XPath {self.select!r}: no module or declared namespace prefix "
+                               f"{prefix!r}", info={"bad-attribute": "select", "bad-element": "filter"})
+            if name != "*" and name not in names:
+                raise RpcError("invalid-value", f"XPath {self.select!r} names {name!r}, which no data model of this "
+                               "server defines: the filter cannot match anything",
+                               info={"bad-attribute": "select", "bad-element": "filter"})
 
     @property
     def empty(self) -> bool:
@@ -97,8 +132,14 @@ class Filter:
     def _apply_xpath(self, data: etree._Element, out: etree._Element, codec: Codec) -> None:
         for top in list(data):
             doc = etree.ElementTree(copy.deepcopy(top))
+            evaluated = doc
+            originals: dict = {}
+            if self._local:  # a namespace-free twin of the tree; what it selects maps back to the original
+                twin = _without_namespaces(doc.getroot())
+                originals = dict(zip(twin.iter(), doc.getroot().iter()))
+                evaluated = etree.ElementTree(twin)
             try:
-                found = self._xpath(doc)
+                found = self._xpath(evaluated)
             except etree.XPathEvalError as exc:
                 raise RpcError("invalid-value", f"cannot evaluate XPath {self.select!r}: {exc}",
                                info={"bad-attribute": "select", "bad-element": "filter"}) from None
@@ -109,9 +150,9 @@ class Filter:
             selected = set()
             for node in found:
                 if isinstance(node, etree._Element):
-                    selected.add(node)
+                    selected.add(originals.get(node, node))
                 elif hasattr(node, "getparent") and node.getparent() is not None:
-                    selected.add(node.getparent())
+                    selected.add(originals.get(node.getparent(), node.getparent()))
             if not selected:
                 continue
             keep = set()
@@ -208,3 +249,64 @@ def _merge_into(out: etree._Element, picked: etree._Element) -> None:
                 existing.append(child)
             return
     out.append(picked)
+
+
+# -- XPath without namespaces --------------------------------------------------------------
+_LITERAL = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NAME_TEST = re.compile(r"(?<![\w.\-@$:])(?:([A-Za-z_][\w.\-]*):)?([A-Za-z_][\w.\-]*|\*)(?!\s*\()(?!\s*::)(?![\w.\-])")
+_OPERATORS = {"and", "or", "div", "mod"}
+_schema_names_cache: dict[int, frozenset[str]] = {}
+
+
+def _unquoted(expression: str) -> str:
+    """The expression with string literals blanked (their text is no name)."""
+    return _LITERAL.sub(lambda m: " " * len(m.group(0)), expression)
+
+
+def _name_tests(expression: str) -> list[tuple[str, str]]:
+    """(prefix, local name) of the name tests of an XPath expression (best effort, literals and functions skipped)."""
+    out = []
+    for m in _NAME_TEST.finditer(_unquoted(expression)):
+        prefix, name = m.group(1) or "", m.group(2)
+        if not prefix and name in _OPERATORS:
+            continue
+        out.append((prefix, name))
+    return out
+
+
+def _strip_prefixes(expression: str, prefixes: set[str]) -> str:
+    """Remove `prefix:` from name tests whose prefix is not declared (module names and prefixes)."""
+    blank = _unquoted(expression)
+    pieces, last = [], 0
+    for m in _NAME_TEST.finditer(blank):
+        if m.group(1) and m.group(1) in prefixes:
+            pieces.append(expression[last:m.start(1)])
+            last = m.start(2)
+    pieces.append(expression[last:])
+    return "".join(pieces)
+
+
+def _without_namespaces(root: etree._Element) -> etree._Element:
+    """A copy of a tree with every element named by its local name only (same order, so nodes pair up)."""
+    def clone(elem):
+        twin = etree.Element(etree.QName(elem).localname)
+        twin.text = elem.text
+        for child in elem:
+            if isinstance(child.tag, str):
+                twin.append(clone(child))
+            else:  # keep comments and PIs so iter() pairs element by element
+                twin.append(copy.copy(child))
+        return twin
+
+    return clone(root)
+
+
+def _schema_names(schema) -> frozenset[str]:
+    names = _schema_names_cache.get(id(schema))
+    if names is None:
+        found = set()
+        for info in schema.nodes.values():
+            found.add(info.name)
+            found.update(info.leaves)
+        names = _schema_names_cache[id(schema)] = frozenset(found)
+    return names

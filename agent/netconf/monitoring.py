@@ -1,6 +1,8 @@
 """ietf-netconf-monitoring (RFC 6022): /netconf-state and get-schema."""
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,22 +47,34 @@ class Statistics(Counters):
 
 @dataclass(frozen=True)
 class SchemaFile:
-    """A module get-schema can return."""
+    """A module get-schema can return (and the YANG library lists)."""
 
     identifier: str
     version: str
     namespace: str
     path: Path
+    implemented: bool = True  # False: only its types are used (import-only-module)
+
+    @property
+    def yang_1_1(self) -> bool:
+        """YANG 1.1 modules are announced by the YANG library only, never in the hello (RFC 7950 5.6.4)."""
+        return bool(re.search(r"^\s*yang-version\s+\"?1\.1", self.path.read_text(), re.M))
 
 
 def schema_files(schema) -> list[SchemaFile]:
-    """Our YANG modules plus the NETCONF face's own: ietf-netconf-monitoring and kubefabric-notifications."""
-    files = [SchemaFile(m.name, m.revision, m.namespace, Path(m.path)) for m in schema.modules]
-    files.append(SchemaFile(MODULE, REVISION, NS, _OWN_YANG / f"{MODULE}@{REVISION}.yang"))
-    from .notifications import EVENTS_MODULE, EVENTS_NS, EVENTS_REVISION
+    """Our YANG modules plus the NETCONF face's own (core/yang/netconf): every module it implements or imports.
 
-    files.append(SchemaFile(EVENTS_MODULE, EVENTS_REVISION, EVENTS_NS,
-                            _OWN_YANG / f"{EVENTS_MODULE}@{EVENTS_REVISION}.yang"))
+    ietf-netconf, ietf-netconf-with-defaults, ietf-netconf-monitoring,
+    ietf-netconf-notifications, ietf-yang-library (with ietf-datastores)
+    and kubefabric-notifications, as published (copied from pyang's module
+    collection), so get-schema serves every module the server advertises.
+    """
+    files = [SchemaFile(m.name, m.revision, m.namespace, Path(m.path), m.implemented) for m in schema.modules]
+    for path in sorted(_OWN_YANG.glob("*.yang")):
+        name, _, revision = path.stem.partition("@")
+        namespace = re.search(r'namespace\s+"([^"]+)"', path.read_text())
+        files.append(SchemaFile(name, revision, namespace.group(1) if namespace else "", path,
+                                name != "ietf-datastores"))
     return files
 
 
@@ -130,3 +144,51 @@ def _counters(parent: etree._Element, c: Counters) -> None:
     sub(parent, _M + "in-bad-rpcs").text = str(c.in_bad_rpcs)
     sub(parent, _M + "out-rpc-errors").text = str(c.out_rpc_errors)
     sub(parent, _M + "out-notifications").text = str(c.out_notifications)
+
+
+# -- the YANG library (RFC 8525) ---------------------------------------------------------------
+YANGLIB_NS = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
+YANGLIB_REVISION = "2019-01-04"
+DATASTORES_NS = "urn:ietf:params:xml:ns:yang:ietf-datastores"
+_L = "{%s}" % YANGLIB_NS
+MODULE_SET = "kubefabric"
+
+
+def content_id(files: list[SchemaFile]) -> str:
+    """Changes whenever the set of modules does (RFC 8525 content-id)."""
+    text = "\n".join(f"{f.identifier}@{f.version}:{int(f.implemented)}" for f in sorted(files, key=lambda f: f.identifier))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def yang_library_capability(files: list[SchemaFile]) -> str:
+    """The hello capability of a server that implements YANG 1.1 modules (RFC 8525 section 5, RFC 7950 5.6.4)."""
+    return (f"urn:ietf:params:netconf:capability:yang-library:1.1?revision={YANGLIB_REVISION}"
+            f"&content-id={content_id(files)}")
+
+
+def module_capabilities(files: list[SchemaFile]) -> list[str]:
+    """Hello capabilities of the YANG 1.0 modules (YANG 1.1 modules are in the YANG library only)."""
+    return [f"{f.namespace}?module={f.identifier}&revision={f.version}" for f in files if not f.yang_1_1]
+
+
+def yang_library(server) -> etree._Element:
+    """/yang-library (ietf-yang-library, RFC 8525): one module set, one schema, the three datastores."""
+    sub = etree.SubElement
+    files = server.schema_files
+    root = etree.Element(_L + "yang-library", nsmap={None: YANGLIB_NS})
+    module_set = sub(root, _L + "module-set")
+    sub(module_set, _L + "name").text = MODULE_SET
+    for f in files:
+        entry = sub(module_set, _L + ("module" if f.implemented else "import-only-module"))
+        sub(entry, _L + "name").text = f.identifier
+        sub(entry, _L + "revision").text = f.version
+        sub(entry, _L + "namespace").text = f.namespace
+    schema = sub(root, _L + "schema")
+    sub(schema, _L + "name").text = MODULE_SET
+    sub(schema, _L + "module-set").text = MODULE_SET
+    for name in ("running", "candidate", "startup"):
+        ds = sub(root, _L + "datastore")
+        sub(ds, _L + "name", nsmap={"ds": DATASTORES_NS}).text = f"ds:{name}"
+        sub(ds, _L + "schema").text = MODULE_SET
+    sub(root, _L + "content-id").text = content_id(files)
+    return root

@@ -45,14 +45,18 @@ STATE_STREAMS = {
     "/kubefabric-k8s:k8s/connection/state": "kubernetes",
     "/kubefabric-k8s:k8s/cni": "kubernetes",
     "/kubefabric-k8s:k8s/service": "kubernetes",
+    "/kubefabric-k8s:k8s/service/backend": "kubernetes",
 }
 STREAMS = {
     "NETCONF": "all events: config changes, vPorts, connections, Kubernetes state",
     "config": "netconf-config-change for every change to running, whichever face made it",
     "vport": "vPort table changes",
     "connection": "connection table changes",
-    "kubernetes": "Kubernetes connection state, CNI and service changes",
+    "kubernetes": "Kubernetes connection state, CNI, service and service backend changes",
 }
+#: streams whose events the time machine keeps, so `startTime` can replay them (RFC 5277 3.2.5.1 replaySupport):
+#: the config and connection streams, and so the NETCONF stream holding them, cannot be replayed
+REPLAY_STREAMS = ("vport", "kubernetes")
 QUEUE_LIMIT = 10_000
 #: history changes read per query during a replay
 REPLAY_PAGE = 10_000
@@ -73,8 +77,13 @@ def parse_time(text: str, what: str) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
-def streams_element() -> etree._Element:
-    """/netconf/streams (RFC 5277 section 3.2.5.1)."""
+def streams_element(replay_since: float | None = None) -> etree._Element:
+    """/netconf/streams (RFC 5277 section 3.2.5.1).
+
+    `replay_since`: when the replay log (the time machine) begins, or None
+    without one; replaySupport is true, with replayLogCreationTime, only for
+    the streams whose events it keeps.
+    """
     q = "{%s}" % NETMOD_NS
     root = etree.Element(q + "netconf", nsmap={None: NETMOD_NS})
     streams = etree.SubElement(root, q + "streams")
@@ -82,7 +91,10 @@ def streams_element() -> etree._Element:
         s = etree.SubElement(streams, q + "stream")
         etree.SubElement(s, q + "name").text = name
         etree.SubElement(s, q + "description").text = text
-        etree.SubElement(s, q + "replaySupport").text = "true" if name != "config" else "false"
+        replay = replay_since is not None and name in REPLAY_STREAMS
+        etree.SubElement(s, q + "replaySupport").text = "true" if replay else "false"
+        if replay:
+            etree.SubElement(s, q + "replayLogCreationTime").text = format_rfc3339_ns(int(replay_since * 1e9), digits=6)
     return root
 
 

@@ -8,18 +8,23 @@ does to the datastores.
 from __future__ import annotations
 
 import copy
+import time
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from core.datastore.tree import build_tree, flatten, iter_descendants
 
+from agent.nacm import prune_tree
+from core.datastore.config import diff_flat
+from core.errors import ConfigError
+
 from .datastores import CANDIDATE, NAMES, RUNNING, STARTUP
 from .edit import EditErrors, Editor
 from .filters import Filter
 from .monitoring import NS as MON_NS
-from .monitoring import get_schema, netconf_state
-from .notifications import NOTIF_NS, NETMOD_NS, Subscription, parse_time, streams_element, STREAMS
+from .monitoring import YANGLIB_NS, get_schema, netconf_state, yang_library
+from .notifications import NOTIF_NS, NETMOD_NS, REPLAY_STREAMS, Subscription, parse_time, streams_element, STREAMS
 from .rpcerror import BASE_NS, RpcError
 
 if TYPE_CHECKING:
@@ -32,6 +37,7 @@ WRITE_OPS = {"edit-config", "copy-config", "delete-config", "lock", "unlock", "c
 _EXTRA_TOPS = {
     f"{{{MON_NS}}}netconf-state": "netconf-state",
     f"{{{NETMOD_NS}}}netconf": "netconf-streams",
+    f"{{{YANGLIB_NS}}}yang-library": "yang-library",
 }
 
 
@@ -44,6 +50,7 @@ class Operations:
         self.ds = server.ds
         self.stores = server.datastores
         self.codec = server.codec
+        self._replay_since: float | None = None
         self._table = {
             (BASE_NS, "get"): self.get,
             (BASE_NS, "get-config"): self.get_config,
@@ -69,9 +76,12 @@ class Operations:
             raise RpcError("operation-not-supported", f"unknown operation {qn.localname!r}"
                            + (f" in namespace {qn.namespace}" if qn.namespace else ""), type="protocol",
                            info={"bad-element": qn.localname})
-        if qn.localname in WRITE_OPS and qn.namespace in (BASE_NS, NOTIF_NS) and not self.session.user.can_write:
+        module = {BASE_NS: "ietf-netconf", NOTIF_NS: "notifications", MON_NS: "ietf-netconf-monitoring"}.get(
+            qn.namespace or BASE_NS, "")
+        if not self.server.nacm.may_exec(self.session.user.name, qn.localname, module):
+            self.server.nacm._count("denied-operations")
             raise RpcError("access-denied", f"user {self.session.user.name!r} ({self.session.user.role}) may not "
-                           f"run {qn.localname}", type="application")
+                           f"run {qn.localname} (NACM)", type="protocol")
         result = await handler(_Params(op))
         return result or []
 
@@ -80,7 +90,18 @@ class Operations:
         p.only("filter", "with-defaults")
         filt = Filter(p.elem("filter"))
         wd = _with_defaults(p)
+        self._replay_since = await self._replay_log_start()
         return [self._data(RUNNING, filt, wd, state=True)]
+
+    async def _replay_log_start(self) -> float | None:
+        """When the replay log (the time machine) begins; None without one (no stream replays then)."""
+        if not self.ds.history.available:
+            return None
+        try:
+            oldest = await self.ds.history.oldest()
+        except Exception:  # noqa: BLE001 - a history that cannot answer replays nothing
+            return None
+        return oldest if oldest is not None else time.time()
 
     async def get_config(self, p: "_Params") -> list:
         p.only("source", "filter", "with-defaults")
@@ -93,16 +114,22 @@ class Operations:
         data = etree.Element(_B + "data", nsmap={None: BASE_NS})
         if filt.kind is not None and filt.empty:
             return data
+        filt.check_names(self.codec, _extra_names(self.server))
         tops = filt.wanted_tops(self.codec, _EXTRA_TOPS)
         tree = self._config_view(source, wd)
         if state:
             tree = self._merge_state(tree, tops)
+        allowed = self.server.nacm.read_filter(self.session.user.name)
+        if allowed is not None:  # NACM: nodes the user may not read are left out (RFC 8341 3.4.5)
+            tree = prune_tree(tree, self.ds.schema, allowed)
         self.codec.to_xml(tree, data, tops)
         if state:
             if tops is None or "netconf-state" in tops:
                 data.append(netconf_state(self.server))
             if tops is None or "netconf-streams" in tops:
-                data.append(streams_element())
+                data.append(streams_element(self._replay_since))
+            if tops is None or "yang-library" in tops:
+                data.append(yang_library(self.server))
         if filt.kind is None:
             return data
         return filt.apply(data, self.codec)
@@ -160,10 +187,16 @@ class Operations:
         else:
             if test != "test-only":
                 self.stores.check_writable(target, sid)
-            tree = edit(self.stores.tree(target))
-            if test in ("test-then-set", "test-only"):
+            before = self.stores.tree(target)
+            tree = edit(copy.deepcopy(before))
+            if test == "test-only":
+                self.stores.validate(tree)
+            elif test == "test-then-set" and target != CANDIDATE:
+                # a candidate may be built in several edits (NSO, OpenDaylight): the edit checks names, keys and
+                # value syntax as it decodes them; the candidate is validated as a whole at validate and commit
                 self.stores.validate(tree)
             if test != "test-only":
+                self._check_writes(target, before, tree)
                 if target == CANDIDATE:
                     self.stores.set_candidate(tree, sid)
                 else:
@@ -189,6 +222,7 @@ class Operations:
             await self.stores.write_running(lambda _base: copy.deepcopy(tree), self.session.user.name, sid)
         else:
             self.stores.validate(tree)
+            self._check_writes(target, self.stores.tree(target), tree)
             if target == CANDIDATE:
                 self.stores.set_candidate(tree, sid)
             else:
@@ -201,12 +235,23 @@ class Operations:
         if target != STARTUP:
             raise RpcError("operation-not-supported", f"{target} cannot be deleted (only startup)", type="protocol",
                            info={"bad-element": target})
+        self._check_writes(STARTUP, self.stores.tree(STARTUP), {})
         self.stores.set_startup({}, self.session.id)
         return []
 
+    def _check_writes(self, target: str, before: dict, after: dict) -> None:
+        """NACM write access for an edit of candidate or startup (running is checked in propose)."""
+        schema = self.ds.schema
+        old = flatten(before, schema, config_only=True)
+        try:
+            self.server.nacm.check_writes(self.session.user.name, "netconf",
+                                          diff_flat(old, flatten(after, schema, config_only=True), 0), old)
+        except ConfigError as exc:
+            raise RpcError("access-denied", exc.message, path=exc.path) from None
+
     async def lock(self, p: "_Params") -> list:
         p.only("target")
-        self.stores.lock(p.datastore("target"), self.session.id)
+        self.stores.lock(p.datastore("target"), self.session.id, self.session.user.name)
         return []
 
     async def unlock(self, p: "_Params") -> list:
@@ -282,10 +327,11 @@ class Operations:
         import datetime as dt
         if start is not None and start > dt.datetime.now(dt.timezone.utc):
             raise RpcError("bad-element", "startTime is in the future", type="protocol", info={"bad-element": "startTime"})
-        if start is not None and (not self.ds.history.available or stream == "config"):
+        if start is not None and (not self.ds.history.available or stream not in REPLAY_STREAMS):
             raise RpcError("operation-failed", "replay is not supported for this stream: the agent has no history "
                            "store" if not self.ds.history.available else
-                           "the config stream has no replay", info={"bad-element": "startTime"})
+                           f"the {stream} stream has no replay (replaySupport false; the streams that replay are "
+                           f"{', '.join(REPLAY_STREAMS)})", info={"bad-element": "startTime"})
         filt = Filter(p.elem("filter"))
         sub = Subscription(self.server.events, stream, filt, self.session.send_notification,
                            self.server.writer_of_change, self.session.writable)
@@ -367,6 +413,14 @@ class _Params:
             raise RpcError("invalid-value", f"unknown datastore {qn.localname!r}", type="protocol",
                            info={"bad-element": qn.localname})
         return qn.localname
+
+
+def _extra_names(server) -> set[str]:
+    """Names of the non-datastore trees a get returns (netconf-state, streams, yang-library), for XPath checks."""
+    names: set[str] = set()
+    for tree in (netconf_state(server), streams_element(0.0), yang_library(server)):
+        names.update(etree.QName(e).localname for e in tree.iter() if isinstance(e.tag, str))
+    return names
 
 
 def _child(parent: etree._Element, ns: str, name: str) -> etree._Element | None:

@@ -21,6 +21,7 @@ import asyncssh
 from lxml import etree
 
 from agent.auth import Authenticator, User
+from agent.nacm import Nacm, follow, for_authenticator
 from core.datastore import Datastore
 from agent.settings import split_addr
 from core.ports.stats import ComponentStats
@@ -29,7 +30,7 @@ from . import framing, xmlsafe
 from .codec import Codec
 from .datastores import Datastores
 from .edit import EditErrors
-from .monitoring import Counters, Statistics, now_iso, schema_files
+from .monitoring import Counters, Statistics, module_capabilities, now_iso, schema_files, yang_library_capability
 from .notifications import EventBuilder, Subscription
 from .rpc import Operations
 from .rpcerror import BASE_NS, RpcError
@@ -66,8 +67,11 @@ class NetconfServer:
     def __init__(
         self, ds: Datastore, authenticator: Authenticator, addr: str = "127.0.0.1:830", *,
         max_sessions: int = MAX_SESSIONS, max_message: int = MAX_MESSAGE, hello_timeout: float = HELLO_TIMEOUT,
+        nacm: Nacm | None = None,
     ) -> None:
         self.ds = ds
+        #: NACM (RFC 8341): the same decisions as gNMI and the CLI
+        self.nacm = nacm if nacm is not None else follow(for_authenticator(ds.schema, authenticator), ds)
         self.auth = authenticator
         self.addr = addr
         self.max_sessions = max_sessions
@@ -77,9 +81,9 @@ class NetconfServer:
         self.datastores = Datastores(ds)
         self.events = EventBuilder(self.codec)
         self.schema_files = schema_files(ds.schema)
-        self.capabilities = list(CAPABILITIES) + [
-            f"{f.namespace}?module={f.identifier}&revision={f.version}" for f in self.schema_files
-        ]
+        # YANG 1.1 modules (all of kubefabric's) are announced by the YANG library only (RFC 7950 5.6.4)
+        self.capabilities = list(CAPABILITIES) + [yang_library_capability(self.schema_files)] + \
+            module_capabilities(self.schema_files)
         self.sessions: dict[int, Session] = {}
         #: every open NETCONF channel, including those whose hello has not been exchanged yet
         self.channels: set[Session] = set()
@@ -93,6 +97,7 @@ class NetconfServer:
     async def start(self) -> None:
         host, port = split_addr(self.addr, 830)
         self.datastores.load()
+        await self.datastores.load_running_from_startup()
         key = self._host_key()
         self._server = await asyncssh.create_server(
             lambda: _SshServer(self), host, port, server_host_keys=[key], login_timeout=30,

@@ -50,6 +50,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 VPORT = schema_paths.VPORT
 SERVICE = schema_paths.K8S_SERVICE
+BACKEND = schema_paths.K8S_SERVICE_BACKEND
 CONNECTION = schema_paths.CONNECTION
 K8S_CONNECTION = schema_paths.K8S_CONNECTION
 K8S_STATE = schema_paths.K8S_CONNECTION_STATE
@@ -91,6 +92,10 @@ def parse_time(text: str) -> float:
         return parse_rfc3339(text)
     except TimeFormatError:
         raise TimeError(f"not a time: {text!r} (give Unix seconds or RFC 3339)") from None
+
+
+def _backend_order(backend: dict) -> tuple:
+    return (str(backend.get("pod", "")), str(backend.get("ip", "")), int(backend.get("port") or 0))
 
 
 def _iso(t: float) -> str:
@@ -254,18 +259,22 @@ class WebServer:
         at = self._at(request)
         services = []
         if at is None:
+            backends: dict[tuple, list[dict]] = {}
+            for key, row, _ in self.ds.read(BACKEND):
+                backends.setdefault(key[:3], []).append({**row, "ip": key[3], "port": key[4]})
             for key, row, _ in self.ds.read(SERVICE):
                 cluster, ns, name = key
-                services.append({**row, "cluster-name": cluster, "namespace": ns, "name": name})
+                services.append({**row, "cluster-name": cluster, "namespace": ns, "name": name,
+                                 "backends": sorted(backends.get(key, []), key=_backend_order)})
             source = "live"
         else:
             self._history_or_404()
             page = await self.ds.history.rows_at(SERVICE, at, limit=MAX_ROWS)
             for row in page.items:
                 cluster, ns, name = row.key
-                backends = await self.ds.history.service_backends(cluster, ns, name, at)
+                versions = await self.ds.history.service_backends(cluster, ns, name, at)
                 services.append({**row.values, "cluster-name": cluster, "namespace": ns, "name": name,
-                                 "backend-pods": [b.member for b in backends]})
+                                 "backends": sorted((dict(v.data) for v in versions), key=_backend_order)})
             source = "history"
         services.sort(key=lambda s: (s["cluster-name"], s["namespace"], s["name"]))
         return web.json_response({"source": source, "at": at, "at-text": _iso(at) if at else None,

@@ -41,15 +41,16 @@ log = logging.getLogger(__name__)
 
 VPORT_PATH = schema_paths.VPORT
 SERVICE_PATH = schema_paths.K8S_SERVICE
+BACKEND_PATH = schema_paths.K8S_SERVICE_BACKEND
 K8S_TOP = "kubefabric-k8s:k8s"
 
 _INF = float("inf")
 
 
 class _ServiceIndex:
-    """ClusterIPs, NodePorts and backends of the live service rows."""
+    """ClusterIPs, NodePorts and backends (k8s/service/backend entries) of the live services."""
 
-    def __init__(self, rows: Mapping[tuple, Mapping[str, Any]]) -> None:
+    def __init__(self, rows: Mapping[tuple, Mapping[str, Any]], backends: Mapping[tuple, Mapping[str, Any]]) -> None:
         self.cluster_ips: dict[str, list[tuple[str, str]]] = {}
         self.node_ports: dict[int, list[tuple[str, str]]] = {}
         self.backends: dict[str, list[tuple[str, str, set | None]]] = {}
@@ -59,19 +60,19 @@ class _ServiceIndex:
                 self.cluster_ips.setdefault(str(ip), []).append((cluster, svc))
             for port in row.get("node-ports") or ():
                 self.node_ports.setdefault(int(port), []).append((cluster, svc))
-            numbered: set[int] = set()
-            targets: set[int] | None = numbered
-            for spec in row.get("ports") or ():
-                target = str(spec).rpartition("->")[2]
-                if target.isdigit():
-                    numbered.add(int(target))
+        ports: dict[tuple, set[int] | None] = {}
+        for (cluster, ns, name, ip, port), _row in backends.items():
+            ident = (cluster, f"{ns}/{name}", str(ip))
+            if ident not in ports:
+                ports[ident] = set()
+            known = ports[ident]
+            if known is not None:
+                if int(port):
+                    known.add(int(port))
                 else:
-                    targets = None  # a named target port: any port of the pod
-                    break
-            for member in row.get("backend-pods") or ():
-                ip = str(member).rpartition("@")[2]
-                if ip:
-                    self.backends.setdefault(ip, []).append((cluster, svc, targets))
+                    ports[ident] = None  # an endpoint without a port: any port of the pod
+        for (cluster, svc, ip), targets in ports.items():
+            self.backends.setdefault(ip, []).append((cluster, svc, targets))
 
     def lookup(self, ip: str, port: int, cluster: str | None, dst_is_pod: bool) -> tuple[str, str] | None:
         for c, svc in self.cluster_ips.get(ip, ()):
@@ -126,7 +127,7 @@ class Attributor:
     def _on_changes(self, changes: list) -> None:
         for change in changes:
             path = change.path
-            if path == SERVICE_PATH:
+            if path == SERVICE_PATH or path == BACKEND_PATH:
                 self._services = None
             elif path == VPORT_PATH and self._pods:
                 # only this IP's open answers can be stale; closed intervals never change
@@ -180,7 +181,7 @@ class Attributor:
         """(cluster, "namespace/name") of the service the destination belongs to, or None."""
         index = self._services
         if index is None:
-            index = self._services = _ServiceIndex(self.state.entries(SERVICE_PATH))
+            index = self._services = _ServiceIndex(self.state.entries(SERVICE_PATH), self.state.entries(BACKEND_PATH))
         return index.lookup(ip, port, cluster, dst_is_pod)
 
     def leaves(self, conn: Connection) -> dict:

@@ -20,7 +20,7 @@ from core.times import format_rfc3339
 
 from . import cni
 from .kubeconfig import KubeClient, KubeconfigError, open_client
-from .services import ServiceIndex, member_record
+from .services import BackendKey, ServiceIndex, member_id
 from .sink import ClusterSink
 from .vports import PodView, pod_view
 from .watcher import Backoff, Resource, Watcher
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CONNECTION_STATE = schema_paths.K8S_CONNECTION_STATE
 CNI_PATH = schema_paths.K8S_CNI
 SERVICE_PATH = schema_paths.K8S_SERVICE
+BACKEND_PATH = schema_paths.K8S_SERVICE_BACKEND
 VPORT_PATH = schema_paths.VPORT
 
 PODS = Resource("pods")
@@ -70,7 +71,8 @@ class ClusterConnection:
         self.last_sync: float | None = None
         self.pods: dict[str, PodView] = {}
         self.services = ServiceIndex()
-        self._members: dict[tuple[str, str], frozenset[str]] = {}   # backends last written
+        self._members: dict[tuple[str, str], dict[BackendKey, dict]] = {}   # backends last recorded in history
+        self._shown: dict[tuple[str, str], dict[BackendKey, dict]] = {}     # backend rows last written to state
         self.nodes: dict[str, dict] = {}                             # name -> minimal node
         self.cni_sources = cni.CniSources()
         self._ippools: dict[tuple[str, str], dict] = {}            # (group, name) -> pool
@@ -368,7 +370,7 @@ class ClusterConnection:
         history = self.sink.history
         for key, member in history.open_members("member", self.name):
             ns, _, name = key.partition("/")
-            if member not in self._members.get((ns, name), ()):
+            if member not in {member_id(k) for k in self._members.get((ns, name), ())}:
                 history.end("member", self.name, key, member, now)
 
     def _write_service(self, ns: str, name: str, now: float) -> None:
@@ -376,27 +378,48 @@ class ClusterConnection:
         if row is None:
             return
         row = {"cluster-name": self.name, "namespace": ns, "name": name, **row}
-        self.sink.state.upsert(SERVICE_PATH, (self.name, ns, name), row)
+        state = self.sink.state
+        with state.batch():
+            state.upsert(SERVICE_PATH, (self.name, ns, name), row)
+            self._write_backends(ns, name, self.services.backends(ns, name))
         self.sink.history.set("service", self.name, f"{ns}/{name}", "", row, now)
+
+    def _write_backends(self, ns: str, name: str, backends: dict[BackendKey, dict]) -> None:
+        """k8s/service/backend entries of one service: only the ones that changed are written."""
+        shown = self._shown.get((ns, name), {})
+        state = self.sink.state
+        base = (self.name, ns, name)
+        for key in shown.keys() - backends.keys():
+            state.delete(BACKEND_PATH, base + key)
+        for key, row in backends.items():
+            if shown.get(key) != row:
+                state.upsert(BACKEND_PATH, base + key, row)
+        if backends:
+            self._shown[(ns, name)] = dict(backends)
+        else:
+            self._shown.pop((ns, name), None)
 
     def _drop_service(self, ns: str, name: str, now: float) -> None:
         if self.services.drop_service(ns, name):
-            self.sink.state.delete(SERVICE_PATH, (self.name, ns, name))
+            self.sink.state.delete(SERVICE_PATH, (self.name, ns, name))  # its backend entries with it
+            self._shown.pop((ns, name), None)
             self.sink.history.end("service", self.name, f"{ns}/{name}", "", now)
 
     def _write_members(self, ns: str, name: str, now: float) -> None:
+        """A slice changed: record the service's backends in the time machine, then show them."""
         members = self.services.backends(ns, name)
-        current = frozenset(members)
-        before = self._members.get((ns, name), frozenset())
-        if current == before:
+        before = self._members.get((ns, name), {})
+        if members == before:
             return
         history = self.sink.history
-        for member in before - current:
-            history.end("member", self.name, f"{ns}/{name}", member, now)
-        for member in current - before:
-            history.set("member", self.name, f"{ns}/{name}", member, member_record(member, members[member]), now)
-        if current:
-            self._members[(ns, name)] = current
+        key = f"{ns}/{name}"
+        for backend in before.keys() - members.keys():
+            history.end("member", self.name, key, member_id(backend), now)
+        for backend, row in members.items():
+            if before.get(backend) != row:
+                history.set("member", self.name, key, member_id(backend), dict(row), now)
+        if members:
+            self._members[(ns, name)] = dict(members)
         else:
             self._members.pop((ns, name), None)
         self._write_service(ns, name, now)
@@ -468,9 +491,10 @@ class ClusterConnection:
         for ns, name in list(self.services.services):
             self._drop_service(ns, name, now)
         for ns, name in list(self._members):
-            for member in self._members[(ns, name)]:
-                self.sink.history.end("member", self.name, f"{ns}/{name}", member, now)
+            for backend in self._members[(ns, name)]:
+                self.sink.history.end("member", self.name, f"{ns}/{name}", member_id(backend), now)
         self._members.clear()
+        self._shown.clear()
         if self.cni_info is not None:
             self.sink.state.delete(CNI_PATH, (self.name,))
             self.cni_info = None

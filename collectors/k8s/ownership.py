@@ -24,7 +24,7 @@ import logging
 
 from core.errors import ConfigError
 from core.ports.fabric import FabricMembership
-from core.ports.state import ConfigFollower, ConfigWriter
+from core.ports.state import SYSTEM_SESSION, ConfigFollower, ConfigWriter
 from core.tasks import cancel_and_wait
 
 log = logging.getLogger("kubefabric.k8s.ownership")
@@ -128,8 +128,9 @@ class OwnerTakeover:
                 return  # the owner came back while we competed
             log.warning("taking over Kubernetes connection %s from offline node %s", cluster, owner)
             try:
+                # the agent's own write: a NETCONF lock or a user's access rules do not stop a takeover
                 await self.writer.propose(move_owner(cluster, owner, membership.node_name),
-                                          user="fabric-sync", face="fabric")
+                                          user="fabric-sync", face="fabric", session=SYSTEM_SESSION)
                 self.moves += 1
             except ConfigError as exc:
                 log.warning("could not take over connection %s: %s", cluster, exc)

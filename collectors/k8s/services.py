@@ -1,17 +1,22 @@
-"""Services and their ready backends (k8s/service rows), from Service and EndpointSlice objects.
+"""Services and their backends (k8s/service rows and k8s/service/backend entries).
 
-A service's backends are the ready endpoints of every EndpointSlice
-labelled ``kubernetes.io/service-name=<service>`` in its namespace, named
-``namespace/pod@ip`` from each endpoint's ``targetRef`` (``-`` when the
-endpoint has no pod behind it).  An endpoint whose ``conditions.ready`` is
-unset counts as ready, as the API documents.
+A service's backends are the endpoints of every EndpointSlice labelled
+``kubernetes.io/service-name=<service>`` in its namespace: one entry per
+address and port, as data (namespace, pod, ip, node, port, protocol,
+port-name and the endpoint conditions ready/serving/terminating), never a
+packed string.  Conditions follow the API's documented defaults: ready
+unset counts as true, serving unset as ready's value, terminating unset as
+false.  The service row's ``backend-count`` counts the ready ones.
 """
 from __future__ import annotations
 
 from sys import intern
 from typing import Mapping
 
-__all__ = ["service_row", "slice_members", "member_record", "ServiceIndex", "SERVICE_NAME_LABEL"]
+__all__ = ["service_row", "slice_members", "member_id", "ServiceIndex", "SERVICE_NAME_LABEL"]
+
+#: a backend's identity: (ip, port)
+BackendKey = tuple[str, int]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -41,27 +46,41 @@ def service_row(svc: Mapping) -> dict:
             "node-ports": node_ports, "ports": ports}
 
 
-def slice_members(eps: Mapping) -> tuple[str, dict[str, str]]:
-    """(service name, {"ns/pod@ip": node name}) of an EndpointSlice's ready endpoints."""
+def slice_members(eps: Mapping) -> tuple[str, dict[BackendKey, dict]]:
+    """(service name, {(ip, port): backend leaves}) of an EndpointSlice's endpoints."""
     meta = eps.get("metadata") or {}
     ns = str(meta.get("namespace") or "")
     service = str((meta.get("labels") or {}).get(SERVICE_NAME_LABEL) or "")
-    members: dict[str, str] = {}
+    ports = [(int(p.get("port") or 0), str(p.get("protocol") or "TCP"), str(p.get("name") or ""))
+             for p in eps.get("ports") or ()] or [(0, "TCP", "")]
+    members: dict[BackendKey, dict] = {}
     for endpoint in eps.get("endpoints") or []:
-        if (endpoint.get("conditions") or {}).get("ready") is False:
-            continue
+        conditions = endpoint.get("conditions") or {}
+        ready = conditions.get("ready") is not False
+        serving = conditions.get("serving")
+        serving = ready if serving is None else bool(serving)
+        terminating = bool(conditions.get("terminating"))
         ref = endpoint.get("targetRef") or {}
-        pod = str(ref.get("name")) if ref.get("kind", "Pod") == "Pod" and ref.get("name") else "-"
+        pod = str(ref.get("name")) if ref.get("kind", "Pod") == "Pod" and ref.get("name") else ""
+        pod_ns = str(ref.get("namespace") or ns) if pod else ns
         node = intern(str(endpoint.get("nodeName") or ""))
         for ip in endpoint.get("addresses") or []:
-            members[f"{ns}/{pod}@{ip}"] = node
+            for port, protocol, port_name in ports:
+                row = {"ip": str(ip), "port": port, "protocol": protocol, "namespace": pod_ns}
+                if port_name:
+                    row["port-name"] = port_name
+                if pod:
+                    row["pod"] = pod
+                if node:
+                    row["node"] = node
+                row.update({"ready": ready, "serving": serving, "terminating": terminating})
+                members[(str(ip), port)] = row
     return service, members
 
 
-def member_record(member: str, node: str) -> dict:
-    """The time machine's record of a backend: {pod, ip, node} from "ns/pod@ip"."""
-    pod, _, ip = member.split("/", 1)[-1].rpartition("@")
-    return {"pod": pod, "ip": ip, "node": node}
+def member_id(key: BackendKey) -> str:
+    """The time machine's member name of a backend: "ip/port" (the key of its k8s/service/backend entry)."""
+    return f"{key[0]}/{key[1]}"
 
 
 class ServiceIndex:
@@ -69,7 +88,7 @@ class ServiceIndex:
 
     def __init__(self) -> None:
         self.services: dict[tuple[str, str], dict] = {}                  # (ns, name) -> row (no backends)
-        self._slices: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}  # (ns, slice) -> (service, members)
+        self._slices: dict[tuple[str, str], tuple[str, dict[BackendKey, dict]]] = {}  # (ns, slice) -> (service, members)
         self._by_service: dict[tuple[str, str], set[str]] = {}           # (ns, service) -> slice names
 
     def set_service(self, svc: Mapping) -> tuple[str, str]:
@@ -109,19 +128,20 @@ class ServiceIndex:
             if not names:
                 del self._by_service[(ns, service)]
 
-    def backends(self, namespace: str, name: str) -> dict[str, str]:
-        """Ready members of a service over all its slices: {"ns/pod@ip": node}."""
-        out: dict[str, str] = {}
+    def backends(self, namespace: str, name: str) -> dict[BackendKey, dict]:
+        """Backends of a service over all its slices: {(ip, port): backend leaves}."""
+        out: dict[BackendKey, dict] = {}
         for slice_name in self._by_service.get((namespace, name), ()):
             out.update(self._slices[(namespace, slice_name)][1])
         return out
 
     def row(self, namespace: str, name: str) -> dict | None:
-        """The full k8s/service row (with backend-pods), or None when the service is unknown."""
+        """The k8s/service row (backend-count included), or None when the service is unknown."""
         base = self.services.get((namespace, name))
         if base is None:
             return None
-        return {**base, "backend-pods": sorted(self.backends(namespace, name))}
+        ready = sum(1 for b in self.backends(namespace, name).values() if b["ready"])
+        return {**base, "backend-count": ready}
 
     def slice_keys(self) -> list[tuple[str, str]]:
         return list(self._slices)

@@ -28,11 +28,13 @@ from ..errors import ConfigError, ConflictError
 from ..history.timemachine import TimeMachine
 from ..persist import read_json, write_json_atomic
 from ..ports.fabric import FabricStore, MemberInfo
-from ..ports.state import ConfigListener, EditFn, Unsubscribe
+from ..ports.state import ConfigListener, EditFn, Unsubscribe, WriteAuthorizer
 from ..schema import Schema, default_schema
 from ..scope import fill_owner, split
 from .config import ConfigStore, diff_flat
+from .confirmed import SYSTEM_SESSION, ConfirmedCommits
 from .state import StateStore
+from .tree import flatten
 
 __all__ = ["Datastore"]
 
@@ -64,6 +66,12 @@ class Datastore:
         self._config_listeners: list[ConfigListener] = []
         self._tasks: set[asyncio.Task] = set()
         self.commits = 0
+        #: the one pending confirmed commit (NETCONF confirmed-commit and the gNMI Commit extension)
+        self.confirmed = ConfirmedCommits(self, self.data_dir)
+        #: (session identity, who for messages) of the NETCONF session holding the running lock, or None
+        self.running_lock: tuple[str, str] | None = None
+        #: called with (user, face, changes) before a write is applied; raises ConfigError to refuse it (NACM)
+        self._write_authorizer: WriteAuthorizer | None = None
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -74,13 +82,41 @@ class Datastore:
         self.fabric_sync(self.fabric.sync_state)
         await self.fabric.start(self)
         self.fabric_members(self.fabric.members())
+        await self.confirmed.recover()  # RFC 6241 8.4: an unconfirmed commit does not survive a restart
+
+    # -- running lock and write authorization ----------------------------------
+    def lock_running(self, session: str, holder: str) -> None:
+        """Hold the running config for one session (NETCONF <lock>): every other writer is refused.
+
+        `session` is the identity writers pass to `propose(session=...)`;
+        `holder` names it in the refusal ("NETCONF session 3 (user admin)").
+        """
+        if self.running_lock is not None and self.running_lock[0] != session:
+            raise ConfigError("lock-denied", f"running is locked by {self.running_lock[1]}")
+        self.running_lock = (session, holder)
+
+    def unlock_running(self, session: str) -> None:
+        """Release the running lock if `session` holds it."""
+        if self.running_lock is not None and self.running_lock[0] == session:
+            self.running_lock = None
+
+    def authorize_writes(self, authorizer: WriteAuthorizer | None) -> None:
+        """Check every config write with `authorizer(user, face, changes, before)` (NACM); None: no checks."""
+        self._write_authorizer = authorizer
+
+    def _check_lock(self, session: str | None) -> None:
+        lock = self.running_lock
+        if lock is not None and session != lock[0] and session != SYSTEM_SESSION:
+            raise ConfigError("in-use", f"the running configuration is locked by {lock[1]}; "
+                              "nothing was changed", app_tag="locked")
 
     async def stop(self) -> None:
-        """Leave the fabric store."""
+        """Roll back an unconfirmed commit (the agent stops cleanly), then leave the fabric store."""
+        await self.confirmed.close()
         await self.fabric.stop()
 
     # -- config writes -------------------------------------------------------
-    async def propose(self, edit: EditFn, *, user: str, face: str, peer: str = "") -> int:
+    async def propose(self, edit: EditFn, *, user: str, face: str, peer: str = "", session: str | None = None) -> int:
         """Apply `edit` to the running config: validated, replicated, applied.
 
         `edit` receives a private copy of the running config (RFC 7951) and
@@ -92,14 +128,23 @@ class Datastore:
         to the "kubefabric.audit" logger: who (`user`), through which face
         (and from which `peer` address when the face knows it), and which
         nodes and leaves changed (leaf names and list keys, never leaf values).
+
+        `session` identifies the writer for the running lock: while a NETCONF
+        session holds it (`lock_running`), a write from any other session,
+        face or node-local writer is refused with error-tag in-use naming
+        the holder.  The write authorizer (NACM) sees every change first.
         """
         async with self._write_lock:
             for _attempt in range(20):
+                self._check_lock(session)
                 base_revision = self._applied_revision
                 base = copy.deepcopy(self.config.raw)
                 candidate = edit(copy.deepcopy(base))
                 fill_owner(candidate, base, self.node_name)
                 full = self.config.validate(candidate)
+                if self._write_authorizer is not None and session != SYSTEM_SESSION:
+                    before = flatten(base, self.schema)
+                    self._write_authorizer(user, face, diff_flat(before, flatten(candidate, self.schema), 0), before)
                 fabric_new, local_new = split(candidate)
                 fabric_old, local_old = split(base)
                 old_flat = self.config.flat

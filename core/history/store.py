@@ -9,7 +9,8 @@ kind      key                 member        data                   closed when
 pod       pod IP              pod UID       pod summary            pod deleted, finished
                                                                    (Succeeded/Failed), IP lost
 vport     pod IP              ""            the vPort row          vPort removed
-member    "ns/service"        "ns/pod@ip"   {pod, ip, node}        endpoint not ready / gone
+member    "ns/service"        "ip/port"     the backend entry      endpoint gone or changed
+                                            (k8s/service/backend)  (conditions are part of it)
 service   "ns/service"        ""            the service row        service deleted
 cni       ""                  ""            the k8s/cni row        detection changes
 ========  ==================  ============  =====================  ===========================
@@ -69,6 +70,7 @@ _SNAPSHOT_KINDS = frozenset({"vport", "service"})   # read as whole tables at a 
 ROW_PATHS = {
     "vport": schema_paths.VPORT,
     "service": schema_paths.K8S_SERVICE,
+    "member": schema_paths.K8S_SERVICE_BACKEND,
     "cni": schema_paths.K8S_CNI,
 }
 _KIND_OF_PATH = {path: kind for kind, path in ROW_PATHS.items()}
@@ -397,6 +399,12 @@ class HistoryStore:
         return frozenset(ROW_PATHS.values())
 
     @_locked
+    def oldest(self) -> float | None:
+        """When the oldest version still kept begins (epoch s), or None when nothing is kept."""
+        row = self._db.execute("SELECT min(valid_from) FROM record").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    @_locked
     def pods_at(self, ip: str, t: float | datetime | str | None = None, cluster: str | None = None) -> list[Version]:
         """Every pod version holding ``ip`` at ``t`` (several only for host-network pods or clusters sharing a
         range): a pod with its own IP before host-network pods, then the most recent claim first."""
@@ -423,7 +431,8 @@ class HistoryStore:
     @_locked
     def service_backends(self, cluster: str, namespace: str, name: str,
                          t: float | datetime | str | None = None) -> list[Version]:
-        """The ready backends of a service at ``t``: member versions (``member`` is "ns/pod@ip"), by member."""
+        """The backends of a service at ``t``: member versions (``member`` is "ip/port", ``data`` the
+        k8s/service/backend entry with its conditions), by member."""
         ts = to_epoch(t)
         rows = self._db.execute(
             "SELECT kind, cluster, key, member, data, valid_from, valid_to FROM record "
@@ -453,7 +462,7 @@ class HistoryStore:
         if kind is None:
             raise KeyError(f"no history is kept for {path}")
         rows = self._rows_at(kind, t, cluster, limit + 1)
-        return Page([Row(_row_keys(kind, clus, key), data) for clus, key, data in rows[:limit]],
+        return Page([Row(_row_keys(kind, clus, key, data), data) for clus, key, data in rows[:limit]],
                     truncated=len(rows) > limit)
 
     @_locked
@@ -493,8 +502,9 @@ class HistoryStore:
         truncated = len(events) > limit
         out = []
         for ts, _, op, kind, clus, key, member, data in events[:limit]:
-            out.append(HistoryChange(ts, op, kind, clus, key, member, json.loads(data), ROW_PATHS.get(kind),
-                                     _row_keys(kind, clus, key) if kind in ROW_PATHS else None))
+            data = json.loads(data)
+            out.append(HistoryChange(ts, op, kind, clus, key, member, data, ROW_PATHS.get(kind),
+                                     _row_keys(kind, clus, key, data) if kind in ROW_PATHS else None))
         return Page(out, truncated=truncated)
 
     # ------------------------------------------------------------------ helpers
@@ -525,13 +535,16 @@ class HistoryStore:
         return [(r[0], r[1], d) for r, d in zip(rows, datas)]
 
 
-def _row_keys(kind: str, cluster: str, key: str) -> tuple:
+def _row_keys(kind: str, cluster: str, key: str, data: Mapping | None = None) -> tuple:
     """The datastore key tuple of a row kind's record."""
     if kind == "vport":
         return (key,)
     if kind == "cni":
         return (cluster,)
     ns, _, name = key.partition("/")
+    if kind == "member":  # a k8s/service/backend entry: keyed by its ip and port
+        data = data or {}
+        return (cluster, ns, name, str(data.get("ip", "")), int(data.get("port") or 0))
     return (cluster, ns, name)
 
 

@@ -69,6 +69,11 @@ class TimeMachine:
         kinds = tuple(kinds) if kinds is not None else None
         return await asyncio.to_thread(store.changes, start, end, kinds=kinds, cluster=cluster, limit=limit)
 
+    async def oldest(self) -> float | None:
+        """When the oldest version kept begins (the replay log's start), or None when nothing is kept."""
+        store = self._require()
+        return await asyncio.to_thread(store.oldest)
+
     async def pods_at(self, ip: str, t: float, cluster: str | None = None) -> list[Version]:
         """Pod versions holding ``ip`` at ``t``, the best claim first."""
         store = self._require()

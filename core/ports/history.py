@@ -14,12 +14,12 @@ kind      key                 member        data
 ========  ==================  ============  ==========================
 pod       pod IP              pod UID       pod summary
 vport     pod IP              ""            the vPort row
-member    "ns/service"        "ns/pod@ip"   {pod, ip, node}
+member    "ns/service"        "ip/port"     the k8s/service/backend entry
 service   "ns/service"        ""            the service row
 cni       ""                  ""            the k8s/cni row
 ========  ==================  ============  ==========================
 
-Kinds that are whole datastore rows (vport, service, cni) map to a schema
+Kinds that are whole datastore rows (vport, service, member, cni) map to a schema
 path and key tuple (``Row``, ``HistoryChange.path``/``keys``), so a face can
 serve them like live rows.  Times are epoch seconds.
 """
@@ -61,7 +61,7 @@ class HistoryChange:
     """A version opened ("update") or closed without successor ("delete") at ``time``.
 
     ``path`` and ``keys`` name the datastore node for row kinds (vport,
-    service, cni); they are None for pod and member records.
+    service, member as k8s/service/backend, cni); they are None for pod records.
     """
 
     time: float
@@ -131,6 +131,10 @@ class History(Protocol):
 
     def history_paths(self) -> frozenset[str]:
         """Schema paths whose rows have history."""
+        ...
+
+    def oldest(self) -> float | None:
+        """When the oldest version still kept begins (epoch s), or None when nothing is kept."""
         ...
 
     def changes(self, start: float, end: float, *, kinds: Iterable[str] | None = None,

@@ -16,7 +16,11 @@ from typing import Any, Callable, ContextManager, Mapping, Protocol
 from ..changefeed import Change
 
 __all__ = ["ChangeSource", "ConfigFollower", "ConfigListener", "ConfigWriter", "EditFn", "StateReader",
-           "StateWriter", "Unsubscribe"]
+           "StateWriter", "SYSTEM_SESSION", "Unsubscribe", "WriteAuthorizer"]
+
+#: The session of the agent's own config writes (a confirmed-commit rollback, loading startup, a connection
+#: takeover): no user's lock or access rules stop them.
+SYSTEM_SESSION = "system"
 
 #: Called with the running config (RFC 7951, defaults filled in); may return a coroutine.
 ConfigListener = Callable[[dict], object]
@@ -78,8 +82,29 @@ class ConfigFollower(Protocol):
 class ConfigWriter(Protocol):
     """The one write path of config, whatever the face."""
 
-    async def propose(self, edit: EditFn, *, user: str, face: str, peer: str = "") -> int:
-        """Validate, replicate and apply ``edit``; raises ConfigError and changes nothing on refusal."""
+    async def propose(self, edit: EditFn, *, user: str, face: str, peer: str = "", session: str | None = None) -> int:
+        """Validate, replicate and apply ``edit``; raises ConfigError and changes nothing on refusal.
+
+        ``session`` is the writer's identity for the running lock (a NETCONF
+        session holding it refuses every other session's writes);
+        ``SYSTEM_SESSION`` marks the agent's own writes, which neither the
+        lock nor NACM stops.
+        """
+        ...
+
+
+class WriteAuthorizer(Protocol):
+    """Decides whether a user may make these config changes (NACM, RFC 8341), the same on every face.
+
+    Called inside ``propose`` with the changes the candidate makes to the
+    running config (``Change.values is None`` for a removed node) and the
+    running config's flat node index before them (a change to a node not in
+    ``before`` creates it); raises ConfigError("access-denied") to refuse the
+    whole write.
+    """
+
+    def __call__(self, user: str, face: str, changes: list[Change],
+                 before: Mapping[str, Mapping[tuple, Any]]) -> None:
         ...
 
 

@@ -44,10 +44,21 @@ CNI = {
 }
 SERVICES = {
     ("pluribus", "default", "web"): {"type": "ClusterIP", "cluster-ips": ["10.96.0.10"], "ports": ["80/TCP->8080"],
-                                     "backend-pods": ["default/pod-A@10.244.1.5", "default/pod-B@10.244.2.7"]},
+                                     "backend-count": 2},
     ("k8s02", "kube-system", "kube-dns"): {"type": "ClusterIP", "cluster-ips": ["10.97.0.10"],
-                                           "ports": ["53/UDP->53", "53/TCP->53"],
-                                           "backend-pods": ["kube-system/coredns-1@10.244.2.10"]},
+                                           "ports": ["53/UDP->53", "53/TCP->53"], "backend-count": 1},
+}
+BACKEND = "/kubefabric-k8s:k8s/service/backend"
+BACKENDS = {
+    ("pluribus", "default", "web", "10.244.1.5", 8080): {
+        "protocol": "TCP", "namespace": "default", "pod": "pod-A", "node": "server1", "ready": True,
+        "serving": True, "terminating": False},
+    ("pluribus", "default", "web", "10.244.2.7", 8080): {
+        "protocol": "TCP", "namespace": "default", "pod": "pod-B", "node": "server1", "ready": True,
+        "serving": True, "terminating": False},
+    ("k8s02", "kube-system", "kube-dns", "10.244.2.10", 53): {
+        "protocol": "UDP", "namespace": "kube-system", "pod": "coredns-1", "node": "server1", "ready": False,
+        "serving": True, "terminating": True},
 }
 CONNECTION = "/kubefabric-connection:connections/connection"
 CONNECTIONS = {
@@ -70,6 +81,8 @@ def fill(ds: Datastore) -> None:
         ds.state.upsert("/kubefabric-k8s:k8s/cni", (name,), row)
     for key, row in SERVICES.items():
         ds.state.upsert("/kubefabric-k8s:k8s/service", key, row)
+    for key, row in BACKENDS.items():
+        ds.state.upsert(BACKEND, key, {"ip": key[3], "port": key[4], **row})
     for key, row in CONNECTIONS.items():
         ds.state.upsert(CONNECTION, key, row)
 

@@ -102,7 +102,9 @@ async def test_seed_story(agent, cluster):
         assert out.splitlines()[2].split() == ["pluribus", "yes", "switch", "connected"]
 
         services = await _wait_rows(data, "service-show cluster-name pluribus", count=1)
-        assert any(s.get("backend-pods") for s in services)
+        assert any(s.get("backend-count") for s in services)
+        backends = await _wait_rows(data, "service-backend-show cluster-name pluribus ready true", count=1)
+        assert all(b.get("pod") and b.get("ip") for b in backends)
 
         # the time machine: the table now, and the pods' arrival within the last hour
         now = json.loads((await data.run("vport-history-show")).output)

@@ -142,13 +142,25 @@ async def test_connection_show(admin):
 async def test_service_show_with_virtual_ips_and_backends(admin):
     text = await run(admin, "service-show")
     header = text.splitlines()[0].split()
-    assert header == ["cluster-name", "namespace", "name", "type", "cluster-ips", "ports", "backend-pods"]
-    assert "default/pod-A@10.244.1.5,default/pod-B@10.244.2.7" in text
+    assert header == ["cluster-name", "namespace", "name", "type", "cluster-ips", "ports", "backend-count"]
     text = await run(admin, "service-show cluster-ips 10.97.0.10 format name,ports")
     assert text.splitlines()[2].split() == ["kube-dns", "53/UDP->53,53/TCP->53"]
-    # a list column matches any of its elements
-    text = await run(admin, "service-show backend-pods default/pod-B@10.244.2.7 format namespace,name")
-    assert text.splitlines()[2].split() == ["default", "web"]
+
+
+async def test_service_backends_are_rows_with_their_conditions(admin):
+    """Backends as data (issue 13 item 8): one row per endpoint, no "ns/pod@ip" strings to parse."""
+    text = await run(admin, "service-backend-show")
+    lines = text.splitlines()
+    assert lines[0].split() == ["cluster-name", "namespace", "name", "ip", "port", "pod", "node", "ready", "serving",
+                                "terminating"]
+    rows = [line.split() for line in lines[2:]]
+    assert ["pluribus", "default", "web", "10.244.2.7", "8080", "pod-B", "server1", "yes", "yes", "no"] in rows
+    assert ["k8s02", "kube-system", "kube-dns", "10.244.2.10", "53", "coredns-1", "server1", "no", "yes",
+            "yes"] in rows
+    text = await run(admin, "service-backend-show pod pod-B format namespace,name,ip")
+    assert text.splitlines()[2].split() == ["default", "web", "10.244.2.7"]
+    text = await run(admin, "service-backend-show terminating true format pod no-show-headers")
+    assert text.split() == ["coredns-1"]
 
 
 async def test_fabric_node_show(admin):

@@ -68,7 +68,8 @@ async def test_exec_runs_one_command_as_the_user(ssh, ds):
     async with _connect(ssh, "viewer", password=PASSWORDS["viewer"]) as conn:
         result = await conn.run("k8s-connection-create cluster-name a kube-config /a")
         assert result.exit_status == 1
-        assert result.stderr.startswith("k8s-connection-create: permission denied: user viewer has the read-only role")
+        assert result.stderr.startswith("k8s-connection-create: permission denied: user 'viewer' (read-only) may not run "
+                                        "edit-config (NACM)")
         assert (await conn.run("vport-show format entity")).exit_status == 0
     assert ds.read_node("/kubefabric-k8s:k8s/connection", ("a",)) is None
 

@@ -17,6 +17,7 @@ def make_table(ds, history=None, **options) -> ConnectionTable:
     return ConnectionTable(ds.state, ds, ds.feed, history, **options)
 
 VPORT = "/kubefabric-vport:vports/vport"
+BACKEND = "/kubefabric-k8s:k8s/service/backend"
 SERVICE = "/kubefabric-k8s:k8s/service"
 SETTINGS = "kubefabric-connection:connection-stats-settings"
 K8S = "kubefabric-k8s:k8s"
@@ -101,7 +102,10 @@ async def test_plain_flows_attributed_from_live_vports_and_cluster_ip_service(ds
     vport(ds, S, "web-0", ns="shop")
     ds.state.upsert(SERVICE, ("k8s01", "shop", "web"), {
         "type": "ClusterIP", "cluster-ips": ["10.96.0.20"], "node-ports": [], "ports": ["80/TCP->8080"],
-        "backend-pods": [f"shop/web-0@{S}"]})
+        "backend-count": 1})
+    ds.state.upsert(BACKEND, ("k8s01", "shop", "web", S, 8080), {
+        "ip": S, "port": 8080, "protocol": "TCP", "namespace": "shop", "pod": "web-0", "ready": True,
+        "serving": True, "terminating": False})
     feed(table.tracker, tcp_frame(C, "10.96.0.20", 40000, 80, SYN), 1.0)  # to the ClusterIP
     feed(table.tracker, tcp_frame(C, S, 40001, 8080, SYN), 1.0)  # straight to the backend's target port
     feed(table.tracker, tcp_frame(C, S, 40002, 9999, SYN), 1.0)  # another port of the backend: no service

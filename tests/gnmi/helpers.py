@@ -10,7 +10,7 @@ import asyncio
 import json
 
 import grpc
-from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi.proto import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.auth import User
 from core.datastore import Datastore
@@ -28,10 +28,20 @@ END = object()
 class FakeAuth:
     """admin/pw (network-admin) and viewer/pw (read-only)."""
 
+    USERS = {"admin": User("admin", "network-admin"), "viewer": User("viewer", "read-only")}
+
     def authenticate(self, username, password):
         if password != "pw":
             return None
-        return {"admin": User("admin", "network-admin"), "viewer": User("viewer", "read-only")}.get(username)
+        return self.USERS.get(username)
+
+    def user(self, username):
+        return self.USERS.get(username)
+
+    def groups(self, username):
+        """NACM groups: the role (as the settings file gives them)."""
+        user = self.USERS.get(username)
+        return (user.role,) if user else ()
 
 
 class Harness:

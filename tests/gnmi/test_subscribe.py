@@ -7,7 +7,7 @@ import time
 
 import grpc
 import pytest
-from pygnmi.spec.v080 import gnmi_ext_pb2
+from agent.gnmi.proto import gnmi_ext_pb2
 
 from agent.gnmi.subscribe import Limits
 from tests.gnmi.helpers import END, VIEWER, VPORT, Harness, flat, ip, vport_row
@@ -115,13 +115,20 @@ async def test_poll_request_on_stream_is_invalid(h):
     assert sub.error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_stream_ends_cleanly_on_half_close(h):
+async def test_stream_outlives_half_close_and_ends_when_cancelled(h):
+    """gNMI 3.5.1.5: a STREAM subscription lasts until the client cancels; half-close only ends the request side."""
     sub = h.subscribe(["/vports"])
     await sub.until_sync()
     sub.half_close()
-    assert await sub.next() is END
-    assert sub.error is None
-    await asyncio.sleep(0.05)
+    assert await sub.collect(0.5) == []  # the stream is still open, and quiet
+    h.ds.state.upsert(VPORT, ("10.0.0.1",), vport_row(1))
+    assert "/vports/vport[ip=10.0.0.1]" in flat(await sub.collect(0.5))[0]  # ...and still delivering
+    assert h.srv.stats["sessions"] == 1
+    sub.cancel()
+    for _ in range(100):
+        if h.srv.stats["sessions"] == 0 and h.ds.feed.listener_count == 0:
+            break
+        await asyncio.sleep(0.05)
     assert h.srv.stats["sessions"] == 0 and h.ds.feed.listener_count == 0
 
 
@@ -146,13 +153,24 @@ async def test_sample_suppress_redundant_and_heartbeat(h):
     assert len(beats) >= 2 and flat(beats)[0]["/sflow-collector/statistics"]["datagrams"] == "2"
 
 
-async def test_sample_interval_zero_means_every_change_and_too_small_is_invalid(h):
-    sub = h.subscribe([("/vports", {"mode": "SAMPLE", "sample_interval": 0})])
-    await sub.until_sync()
+async def test_sample_interval_zero_samples_every_second_and_too_small_is_invalid(h):
+    """sample_interval 0: "the lowest interval possible for the target" (1 s here), periodic, not on change."""
     h.ds.state.upsert(VPORT, ("10.0.0.1",), vport_row(1))
-    assert "/vports/vport[ip=10.0.0.1]" in flat(await sub.collect(0.2))[0]
+    sub = h.subscribe([("/vports", {"mode": "SAMPLE", "sample_interval": 0})])
+    assert "/vports/vport[ip=10.0.0.1]" in flat(await sub.until_sync())[0]
+    started = asyncio.get_running_loop().time()
+    samples = [n for n in await sub.collect_for(3.6) if n.update]  # nothing changes meanwhile
+    assert 2 <= len(samples) <= 4, [n.timestamp for n in samples]
+    assert all("/vports/vport[ip=10.0.0.1]" in flat([n])[0] for n in samples)
+    gaps = [(b.timestamp - a.timestamp) / 1e9 for a, b in zip(samples, samples[1:])]
+    assert all(0.7 < g < 1.6 for g in gaps), gaps
+    assert asyncio.get_running_loop().time() - started < 6
     bad = h.subscribe([("/vports", {"mode": "SAMPLE", "sample_interval": 1000})])
     assert await bad.next() is END and bad.error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sample_interval" in bad.error.details()
+    # TARGET_DEFINED picks its own interval: one given by the client is INVALID_ARGUMENT (3.5.1.5.2)
+    td = h.subscribe([("/vports", {"mode": "TARGET_DEFINED", "sample_interval": 10**9})])
+    assert await td.next() is END and td.error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_target_defined_samples_counters_and_streams_events(h):
@@ -255,8 +273,9 @@ async def test_removed_leaf_is_a_leaf_delete_and_cancel_cleans_up(h):
 
 async def test_bad_subscriptions(h):
     for paths, kw, code in [
-        (["/vports/nothing"], {}, grpc.StatusCode.NOT_FOUND),
-        (["nomodule:/vports"], {}, grpc.StatusCode.NOT_FOUND),
+        # paths the target does not implement: UNIMPLEMENTED (spec 3.5.2.4's table)
+        (["/vports/nothing"], {}, grpc.StatusCode.UNIMPLEMENTED),
+        (["nomodule:/vports"], {}, grpc.StatusCode.UNIMPLEMENTED),
         (["/vports"], {"encoding": "ASCII"}, grpc.StatusCode.UNIMPLEMENTED),
         (["/sflow-collector/statistics/exporter[sub-agent-id=abc]"], {}, grpc.StatusCode.INVALID_ARGUMENT),
     ]:

@@ -6,7 +6,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pygnmi.spec.v080 import gnmi_pb2
+from agent.gnmi.proto import gnmi_pb2
 
 from core.changefeed import Change
 from core.schema import default_schema

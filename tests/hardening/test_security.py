@@ -240,7 +240,9 @@ def test_read_only_refused_on_every_write_path(world):
         result = subprocess.run([sys.executable, "-m", "agent.main", "cli", "--gnmi-addr", agent.gnmi_addr,
                                  "--insecure", "--username", "viewer", *cli_parser.split(command)],
                                 env=env, capture_output=True, text=True, cwd=REPO, timeout=60)
-        assert result.returncode == 1 and "may not change configuration" in result.stderr, result.stderr
+        # NACM (RFC 8341) decides, the same on every face: a config command is edit-config, denied to read-only
+        assert result.returncode == 1 and "permission denied" in result.stderr and "may not run edit-config" in \
+            result.stderr, result.stderr
     assert _config(agent) == before
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.k8s.backends import BACKEND, backend_ids, ready_backends
 from tests.k8s.conftest import CNI, SERVICE, STATE, VPORT, connected, pods_by_name, state_of, stop_agent, vports
 
 
@@ -58,7 +59,11 @@ async def test_flannel_vxlan_end_to_end(apiserver_factory, manager_factory, tmp_
     web0 = services[("k8s01", "default", "web0")]
     expected = sorted(f"default/{p['metadata']['name']}@{p['status']['podIP']}" for p in srv.objects("pods")
                       if p["metadata"]["labels"]["app"] == "web0")
-    assert web0["backend-pods"] == expected and web0["type"] == "ClusterIP" and web0["ports"] == ["80/TCP->8080"]
+    assert ready_backends(ds, "k8s01", "default", "web0") == expected
+    assert web0["backend-count"] == len(expected) and web0["type"] == "ClusterIP" and web0["ports"] == ["80/TCP->8080"]
+    backend = ds.state.entries(BACKEND)[("k8s01", "default", "web0", expected[0].rpartition("@")[2], 8080)]
+    assert backend["pod"] == expected[0].split("/")[1].split("@")[0] and backend["protocol"] == "TCP"
+    assert backend["ready"] is True and backend["serving"] is True and backend["terminating"] is False
 
     # watch events reach the datastore quickly
     latencies = []
@@ -70,8 +75,7 @@ async def test_flannel_vxlan_end_to_end(apiserver_factory, manager_factory, tmp_
         change_time = next(t for t, path, key, _ in reversed(ds.state.changes) if path == VPORT and key == (ip,))
         latencies.append(change_time - start)
     assert statistics.median(latencies) < 0.1, latencies
-    await ds.wait_for(lambda: f"default/web0-5d8f7c9b6d-n019@{ip}" in
-                      ds.state.entries(SERVICE)[("k8s01", "default", "web0")]["backend-pods"])
+    await ds.wait_for(lambda: f"default/web0-5d8f7c9b6d-n019@{ip}" in ready_backends(ds, "k8s01", "default", "web0"))
 
     # a finished pod releases its IP (no delete needed); a deleted pod disappears
     srv.set_pod_phase("default", "web0-5d8f7c9b6d-n000", "Succeeded")
@@ -130,7 +134,7 @@ async def test_churn_of_1000_pods(apiserver_factory, manager_factory, tmp_path):
         ns, svc = sl["metadata"]["namespace"], sl["metadata"]["labels"]["kubernetes.io/service-name"]
         want = sorted(f"{ns}/{e['targetRef']['name']}@{e['addresses'][0]}" for e in sl["endpoints"]
                       if e["conditions"]["ready"])
-        await ds.wait_for(lambda: ds.state.entries(SERVICE)[("k8s01", ns, svc)]["backend-pods"] == want, 5)
+        await ds.wait_for(lambda: ready_backends(ds, "k8s01", ns, svc) == want, 5)
     assert len(services) == 12
     await ds.wait_for(lambda: state_of(ds, "k8s01")["pod-count"] == 300 and state_of(ds, "k8s01")["events"] >= 2000, 5)
     # every pod removed by the churn has a closed interval in the time machine
@@ -377,7 +381,7 @@ async def test_time_machine_through_the_manager(apiserver_factory, manager_facto
     await asyncio.sleep(0.05)
     t1 = time.time()
     table_t1 = vports(ds)
-    backends_t1 = ds.state.entries(SERVICE)[("k8s01", "shop", "shop-app1")]["backend-pods"]
+    backends_t1 = backend_ids(ds, "k8s01", "shop", "shop-app1")
     await asyncio.sleep(0.05)
     for _ in range(10):
         srv.churn_step()
@@ -389,8 +393,7 @@ async def test_time_machine_through_the_manager(apiserver_factory, manager_facto
     assert {ip: r["entity"] for ip, r in past.items()} == {ip: r["entity"] for ip, r in table_t1.items()}
     assert past[next(iter(table_t1))]["mac"] == table_t1[next(iter(table_t1))]["mac"]
     assert history.service_backends("k8s01", "shop", "shop-app1", t1) == backends_t1
-    assert history.service_backends("k8s01", "shop", "shop-app1", t2) == \
-        ds.state.entries(SERVICE)[("k8s01", "shop", "shop-app1")]["backend-pods"]
+    assert history.service_backends("k8s01", "shop", "shop-app1", t2) == backend_ids(ds, "k8s01", "shop", "shop-app1")
     changes = history.changes(t1, t2, kinds=["vport"])
     assert sum(c["op"] == "delete" for c in changes) >= 1 and sum(c["op"] == "update" for c in changes) >= 10
     assert all(c["path"] == VPORT for c in changes)
@@ -498,11 +501,10 @@ async def test_dual_stack_host_network_and_loadbalancer(apiserver_factory, manag
     srv.add_service("edge", svc_type="LoadBalancer", lb_ingress=[{"ip": "203.0.113.10"}],
                     external_ips=["198.51.100.7"], selector={"app": "edge"})
     row = await ds.wait_for(lambda: ds.state.entries(SERVICE).get(("k8s01", "default", "edge")))
-    await ds.wait_for(lambda: ds.state.entries(SERVICE)[("k8s01", "default", "edge")]["backend-pods"] ==
-                      [f"default/dual@{v4}"])
+    await ds.wait_for(lambda: ready_backends(ds, "k8s01", "default", "edge") == [f"default/dual@{v4}"])
     row = ds.state.entries(SERVICE)[("k8s01", "default", "edge")]
     assert row["type"] == "LoadBalancer" and row["external-ips"] == ["198.51.100.7", "203.0.113.10"]
     assert len(row["node-ports"]) == 1 and row["ports"] == ["80/TCP->8080"]
     srv.delete_pod("default", "dual")
     await ds.wait_for(lambda: v4 not in vports(ds) and "fd00:10:244:2::7" not in vports(ds))
-    await ds.wait_for(lambda: ds.state.entries(SERVICE)[("k8s01", "default", "edge")]["backend-pods"] == [])
+    await ds.wait_for(lambda: ready_backends(ds, "k8s01", "default", "edge") == [])

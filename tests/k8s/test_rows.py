@@ -88,12 +88,19 @@ def test_slices_give_ready_backends_across_slices():
         {"addresses": ["10.244.1.6"], "conditions": {"ready": False}, "targetRef": {"kind": "Pod", "name": "web-2"}},
         {"addresses": ["10.244.1.7"], "targetRef": {"kind": "Pod", "name": "web-3"}},      # ready unset = ready
     ])
-    assert slice_members(e1)[1] == {"shop/web-1@10.244.1.5": "w1", "shop/web-3@10.244.1.7": ""}
+    members = slice_members(e1)[1]
+    assert set(members) == {("10.244.1.5", 0), ("10.244.1.6", 0), ("10.244.1.7", 0)}  # no ports in the slice: 0
+    assert members[("10.244.1.5", 0)] == {"ip": "10.244.1.5", "port": 0, "protocol": "TCP", "namespace": "shop",
+                                          "pod": "web-1", "node": "w1", "ready": True, "serving": True,
+                                          "terminating": False}
+    assert members[("10.244.1.6", 0)]["ready"] is False and members[("10.244.1.6", 0)]["serving"] is False
+    assert members[("10.244.1.7", 0)]["ready"] is True and "node" not in members[("10.244.1.7", 0)]
     index = ServiceIndex()
     index.set_service({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.1"}})
     index.set_slice(e1)
     index.set_slice(eps("web-def", [{"addresses": ["10.244.2.9"], "targetRef": {"kind": "Pod", "name": "web-4"}}]))
-    assert index.row("shop", "web")["backend-pods"] == ["shop/web-1@10.244.1.5", "shop/web-3@10.244.1.7",
-                                                        "shop/web-4@10.244.2.9"]
+    assert index.row("shop", "web")["backend-count"] == 3  # ready ones
+    assert sorted(b["pod"] for b in index.backends("shop", "web").values()) == ["web-1", "web-2", "web-3", "web-4"]
     index.drop_slice("shop", "web-abc")
-    assert index.row("shop", "web")["backend-pods"] == ["shop/web-4@10.244.2.9"]
+    assert index.row("shop", "web")["backend-count"] == 1
+    assert [b["pod"] for b in index.backends("shop", "web").values()] == ["web-4"]

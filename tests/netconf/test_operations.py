@@ -30,12 +30,13 @@ def test_hello_capabilities(port):
         "urn:ietf:params:netconf:capability:xpath:1.0",
         "urn:ietf:params:netconf:capability:notification:1.0",
         "urn:ietf:params:netconf:capability:interleave:1.0",
-        f"{K8S}?module=kubefabric-k8s&revision=2026-11-22",
-        "urn:kubefabric:yang:kubefabric-vport?module=kubefabric-vport&revision=2026-11-22",
         f"{MONITORING}?module=ietf-netconf-monitoring&revision=2010-10-04",
-        "urn:kubefabric:yang:kubefabric-notifications?module=kubefabric-notifications&revision=2026-11-22",
     ):
         assert urn in caps, urn
+    # YANG 1.1 modules are announced by the YANG library, not the hello (RFC 7950 5.6.4; see test_yang_library)
+    assert not any("module=kubefabric-" in c for c in caps)
+    assert any(c.startswith("urn:ietf:params:netconf:capability:yang-library:1.1?revision=2019-01-04&content-id=")
+               for c in caps)
 
 
 def test_edit_config_merge_create_replace_delete_remove(port):

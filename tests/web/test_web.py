@@ -188,6 +188,10 @@ async def test_page_shows_fabric_vports_services_graph_and_time_machine(web_agen
                 assert new in live_vports and gone not in live_vports
                 services = await page.inner_text("#services")
                 assert "storefront" in services and "NodePort" in services
+                # backends are rendered from the backend list, each with its pod, address and conditions
+                status, api = get(addr, "/api/services")
+                backend = next(b for s in api["services"] for b in s["backends"] if b.get("pod"))
+                assert f"{backend['pod']} {backend['ip']}:{backend['port']}" in services and "(ready" in services
                 assert await page.is_enabled("#time-slider")
                 # the churn shows as ticks under the slider: the new pod's vPort came, the old one's went
                 titles = await page.eval_on_selector_all("#time-ticks line.tick.vport title", "els => els.map(e => e.textContent)")

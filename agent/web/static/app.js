@@ -165,10 +165,20 @@ function renderVports(data) {
   }
 }
 
+// one backend (a k8s/service/backend entry) as "ns/pod ip:port on node", with its EndpointSlice conditions
+function backendText(b) {
+  const who = b.pod ? (b.namespace ? b.namespace + "/" : "") + b.pod : "(no pod)";
+  const where = b.ip + (b.port ? ":" + b.port : "") + (b.node ? " on " + b.node : "");
+  const flags = [b.ready === false ? "not ready" : "ready"];
+  if (b.serving === false) flags.push("not serving");
+  if (b.terminating) flags.push("terminating");
+  return who + " " + where + " (" + flags.join(", ") + ")";
+}
+
 function renderServices(data) {
   $("service-source").textContent = data.source === "history" ? "at " + data["at-text"] : "(live)";
   fillTable("services", data.services, (s) => [s["cluster-name"], s.namespace, s.name, s.type, s["cluster-ips"] || [],
-    s["node-ports"] || [], s.ports || [], (s["backend-pods"] || [])], [],
+    s["node-ports"] || [], s.ports || [], (s.backends || []).map(backendText)], [],
   data.source === "history" ? "no services at that time" : "no services yet");
 }
 
