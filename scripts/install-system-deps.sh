@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian tools the tests and the demo use, when missing:
-#   yanglint (libyang2-tools), tshark, pmacct (pmacctd/sfacctd), iproute2 (ip netns).
+#   yanglint (libyang2-tools), tshark, pmacct (pmacctd/sfacctd), iproute2 (ip netns),
+#   lldpd (lldpd/lldpcli: the topology tests run one per network namespace).
 # Needs root and apt-get; elsewhere it says what is missing and carries on,
 # and the tests that need a missing tool skip with that reason.
 set -u
@@ -10,6 +11,7 @@ command -v tshark   >/dev/null 2>&1 || need+=(tshark)
 command -v sfacctd  >/dev/null 2>&1 || need+=(pmacct)
 command -v ip       >/dev/null 2>&1 || need+=(iproute2)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v lldpd    >/dev/null 2>&1 || need+=(lldpd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-system-deps: missing ${need[*]} (needs root and apt-get); related tests will skip" >&2
