@@ -16,9 +16,10 @@ YANG = REPO / "core" / "yang"
 MODULES = sorted((YANG).glob("kubefabric-*.yang"))
 
 
-def test_five_modules_present():
+def test_six_modules_present():
     names = {p.name.split("@")[0] for p in MODULES}
-    assert names == {"kubefabric-k8s", "kubefabric-vport", "kubefabric-connection", "kubefabric-fabric", "kubefabric-sflow"}
+    assert names == {"kubefabric-k8s", "kubefabric-vport", "kubefabric-connection", "kubefabric-fabric", "kubefabric-sflow",
+                     "kubefabric-topology"}
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)
