@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 from pygnmi.spec.v080 import gnmi_ext_pb2, gnmi_pb2, gnmi_pb2_grpc
 
-from .backend import NODES_TABLE, Edit, node_name_from
+from .backend import NODES_TABLE, Edit, FabricAnswer, node_name_from
 from .commands import Table
 from .errors import CliError, NotImplementedByAgent
 
@@ -76,15 +76,29 @@ class GnmiBackend:
     async def settings(self, table: Table) -> dict:
         return collect_container(await self._get(table.path), table)
 
+    async def fabric_rows(self, table: Table, target: str, config_only: bool = False) -> FabricAnswer:
+        kind = gnmi_pb2.GetRequest.CONFIG if config_only else gnmi_pb2.GetRequest.ALL
+        request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
+                                      encoding=JSON_IETF, type=kind)
+        return fabric_answer(await self._fabric_get(request), table, target)
+
+    async def fabric_snapshot(self, table: Table, t: float, target: str) -> FabricAnswer:
+        request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
+                                      encoding=JSON_IETF, extension=[snapshot_extension(t)])
+        return fabric_answer(await self._fabric_get(request), table, target)
+
+    async def _fabric_get(self, request: gnmi_pb2.GetRequest) -> list:
+        try:
+            response = await self._stub.Get(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND and "fabric member" not in (exc.details() or ""):
+                return []
+            raise self._error(exc) from None
+        return list(response.notification)
+
     # -- writing ---------------------------------------------------------------------
-    async def apply(self, edit: Edit) -> None:
-        path = to_path(edit.path, edit.key)
-        if edit.op == "delete" and edit.key:
-            request = gnmi_pb2.SetRequest(delete=[path])
-        else:
-            value = {**edit.key, **edit.leaves}
-            val = gnmi_pb2.TypedValue(json_ietf_val=json.dumps(value).encode())
-            request = gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(path=path, val=val)])
+    async def apply(self, edit: Edit, target: str | None = None) -> None:
+        request = set_request(edit, target)
         try:
             await self._stub.Set(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
@@ -169,6 +183,58 @@ class GnmiBackend:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return CliError(f"the agent at {self.addr} did not answer within {self._timeout:g}s")
         return CliError(details or code.name.lower().replace("_", " "))
+
+
+def set_request(edit: Edit, target: str | None = None) -> gnmi_pb2.SetRequest:
+    """The gNMI Set of one CLI edit (an update of the entry's leaves, or a delete)."""
+    path = to_path(edit.path, edit.key)
+    prefix = gnmi_pb2.Path(target=target) if target else None
+    if edit.op == "delete" and edit.key:
+        return gnmi_pb2.SetRequest(prefix=prefix, delete=[path])
+    value = {**edit.key, **edit.leaves}
+    val = gnmi_pb2.TypedValue(json_ietf_val=json.dumps(value).encode())
+    return gnmi_pb2.SetRequest(prefix=prefix, update=[gnmi_pb2.Update(path=path, val=val)])
+
+
+def snapshot_extension(t: float) -> gnmi_ext_pb2.Extension:
+    """The History extension asking for the data as it was at epoch second ``t``."""
+    return gnmi_ext_pb2.Extension(history=gnmi_ext_pb2.History(snapshot_time=int(t * 1e9)))
+
+
+def fabric_answer(notifications: list, table: Table, target: str) -> FabricAnswer:
+    """Rows of a fabric-wide answer, by the member that answered (the notifications' target).
+
+    A member that did not answer comes as a notification whose updates are
+    ``/fabric/node[name=M]/state`` and ``.../forward-error`` (agent.forward):
+    it is listed in ``missing`` with that reason, never dropped.
+    """
+    groups: dict[str, list] = {}
+    for n in notifications:
+        groups.setdefault(n.prefix.target if n.HasField("prefix") and n.prefix.target else target, []).append(n)
+    answer = FabricAnswer()
+    for member in sorted(groups):
+        reason = _forward_error(groups[member], member)
+        if reason is not None:
+            answer.missing.append((member, reason))
+            continue
+        for row in collect_rows(groups[member], table).values():
+            answer.rows.append((member, row))
+    return answer
+
+
+def _forward_error(notifications: list, member: str) -> str | None:
+    state = error = None
+    for n in notifications:
+        for update in n.update:
+            names = [_local(e.name) for e in update.path.elem]
+            if names[:2] == ["fabric", "node"] and len(names) == 3 and update.path.elem[1].key.get("name") == member:
+                if names[2] == "forward-error":
+                    error = decode(update.val)
+                elif names[2] == "state":
+                    state = decode(update.val)
+    if error is None:
+        return None
+    return f"{state}: {error}" if state == "offline" and "offline" not in str(error) else str(error)
 
 
 def _read(path: str | None) -> bytes | None:

@@ -107,8 +107,9 @@ class CliSshServer:
     """The CLI shell served over SSH by a running agent."""
 
     def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str, settings=None,
-                 max_sessions: int = MAX_SESSIONS) -> None:
+                 max_sessions: int = MAX_SESSIONS, forwarder=None) -> None:
         self.ds = ds
+        self.forwarder = forwarder   # agent.forward.FabricForwarder: the `switch NAME|*` prefix
         self.auth = authenticator
         self.max_sessions = max_sessions
         self.sessions = 0
@@ -164,7 +165,7 @@ class CliSshServer:
             process.exit(1)
             return
         engine = Engine(DatastoreBackend(self.ds, user, face="cli-ssh",
-                                         peer=f"{peer[0]}:{peer[1]}" if peer else ""))
+                                         peer=f"{peer[0]}:{peer[1]}" if peer else "", forwarder=self.forwarder))
         self.sessions += 1
         try:
             if process.command:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agent.logs import setup_audit_log, setup_logging
-from agent.settings import Settings, SettingsError, split_endpoints
+from agent.settings import Settings, SettingsError, split_endpoints, split_sources
 
 log = logging.getLogger("kubefabric")
 
@@ -35,6 +35,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fabric", help="fabric name (the etcd key prefix)")
     p.add_argument("--role", help="this node's role shown in fabric-node-show")
     p.add_argument("--owner-grace", type=float, help="seconds an owner may stay offline before another node takes over")
+    p.add_argument("--gnmi-advertise", metavar="HOST:PORT",
+                   help="gNMI address the other fabric members use to reach this agent (default --gnmi-addr)")
+    p.add_argument("--fabric-tls-ca", metavar="FILE",
+                   help="CA of the other members' gNMI certificates, for fabric-wide answers (default --tls-client-ca)")
+    p.add_argument("--topology-sources", metavar="lldp,netlink,sflow",
+                   help="attachment sources to use when available (default all; 'none' for none)")
+    p.add_argument("--lldp-socket", metavar="PATH", help="lldpd's control socket (default lldpd's own, when present)")
+    p.add_argument("--topology-interval", type=float, help="seconds between attachment refreshes (default 5)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     p.add_argument("--log-format", choices=["text", "json"], help="log line format")
     p.add_argument("--audit-log", metavar="PATH", help="also append every config change to PATH as JSON lines")
@@ -48,12 +56,15 @@ def settings_from_args(args) -> Settings:
         "node_name", "data_dir", "gnmi_addr", "insecure", "tls_cert", "tls_key", "tls_client_ca",
         "netconf_addr", "cli_ssh_addr", "sflow_addr", "sflow_workers", "metrics_addr", "web_addr",
         "fabric", "role", "owner_grace", "log_level", "log_format", "audit_log",
+        "gnmi_advertise", "fabric_tls_ca", "lldp_socket", "topology_interval",
     ):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
     if args.etcd:
         settings.etcd = split_endpoints(args.etcd)
+    if args.topology_sources is not None:
+        settings.topology_sources = split_sources(args.topology_sources)
     if not settings.insecure and not (settings.tls_cert and settings.tls_key):
         raise SettingsError("gNMI needs TLS: give --tls-cert and --tls-key (or --insecure for loopback testing)")
     return settings

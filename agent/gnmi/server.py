@@ -1,7 +1,10 @@
 """The gNMI face: a grpc.aio server for Capabilities, Get, Set and Subscribe.
 
-Every RPC authenticates first (`auth`), then hands its work to the module
-that owns it: `get`, `edit` (Set through `ds.propose`), `subscribe`.
+Every RPC authenticates first (`auth`, or a fabric member's signed
+assertion: `agent.forward`), then hands its work to the module that owns
+it: `get`, `edit` (Set through `ds.propose`), `subscribe`.  A Get or Set
+whose prefix target names other fabric members is answered by them
+(`agent.forward`, the hook in `_get`/`_set`).
 Get and Subscribe responses are written as protobuf bytes by `encode`, so
 the service is registered with serializers that pass bytes through.
 
@@ -28,6 +31,7 @@ from .get import get as do_get
 from .paths import PathError
 from .subscribe import Limits, Session
 from agent.auth import Authenticator
+from agent.forward import FabricForwarder, ForwardError, forwarded
 from core.datastore import Datastore
 
 log = logging.getLogger("kubefabric.gnmi")
@@ -55,6 +59,15 @@ def _peer(context) -> str:
     return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
+def _remaining(context) -> float | None:
+    """Seconds left of the caller's deadline (members must answer within it), None when it set none."""
+    try:
+        left = context.time_remaining()
+    except Exception:  # noqa: BLE001
+        return None
+    return max(0.1, left - 0.2) if left is not None and left < 1e6 else None
+
+
 def _split_addr(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
@@ -66,7 +79,7 @@ class GnmiServer:
     def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
                  tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
                  limits: Limits | None = None, extra_handlers: tuple = (), max_streams: int = MAX_STREAMS,
-                 max_streams_per_user: int = MAX_STREAMS_PER_USER) -> None:
+                 max_streams_per_user: int = MAX_STREAMS_PER_USER, forwarder: FabricForwarder | None = None) -> None:
         self.ds = ds
         self.authenticator = authenticator
         self.addr = addr
@@ -85,6 +98,7 @@ class GnmiServer:
             "rpcs": 0, "auth_failures": 0, "set_commits": 0, "set_rejected": 0,
         }
         self._server: grpc.aio.Server | None = None
+        self.forwarder = forwarder
 
     @property
     def address(self) -> str:
@@ -165,6 +179,22 @@ class GnmiServer:
             self.stats["auth_failures"] += 1
             await context.abort(exc.code, exc.message)
 
+    async def _caller(self, context, request, rpc: str):
+        """The user behind an RPC: its credentials, or the signed assertion of the member that forwarded it."""
+        if not forwarded(context):
+            return await self._user(context)
+        self.stats["rpcs"] += 1
+        if self.forwarder is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "this agent does not take forwarded requests")
+        try:
+            return self.forwarder.verify(context, request, rpc)
+        except ForwardError as exc:
+            self.stats["auth_failures"] += 1
+            await context.abort(exc.code, exc.message)
+
+    def _foreign(self, target: str) -> bool:
+        return self.forwarder is not None and self.forwarder.wants_forwarding(target)
+
     async def _internal(self, context, rpc: str, exc: Exception) -> None:
         log.exception("gNMI %s failed", rpc, exc_info=exc)
         await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(exc).__name__}")
@@ -188,7 +218,20 @@ class GnmiServer:
         return await history.snapshot(self.ds, hist.snapshot_ns)
 
     async def _get(self, request, context):
-        await self._user(context)
+        user = await self._caller(context, request, "Get")
+        if self._foreign(request.prefix.target):
+            async def local(req):
+                return do_get(self.ds, req, await self._snapshot_rows(req))
+            try:
+                return await self.forwarder.get(request, user, local, timeout=_remaining(context))
+            except ForwardError as exc:
+                await context.abort(exc.code, exc.message)
+            except PathError as exc:
+                await context.abort(grpc.StatusCode[exc.code], exc.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await self._internal(context, "Get", exc)
         try:
             return do_get(self.ds, request, await self._snapshot_rows(request))
         except PathError as exc:
@@ -199,31 +242,45 @@ class GnmiServer:
             await self._internal(context, "Get", exc)
 
     async def _set(self, request, context):
-        user = await self._user(context)
+        user = await self._caller(context, request, "Set")
+        peer = _peer(context)
+
+        async def local(req):
+            return await self._apply_set(req, user, peer)
+
+        try:
+            if self._foreign(request.prefix.target):
+                return await self.forwarder.set(request, user, local, timeout=_remaining(context))
+            return await local(request)
+        except ForwardError as exc:
+            await context.abort(exc.code, exc.message)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await self._internal(context, "Set", exc)
+
+    async def _apply_set(self, request, user, peer: str):
+        """Set on this agent; a refusal is a ForwardError carrying the gRPC status and message."""
         try:
             auth.require_write(user)
             ops = edit.plan(self.ds.schema, request)
             if ops:
                 schema = self.ds.schema
                 await self.ds.propose(lambda tree: edit.apply(tree, schema, ops), user=user.name, face="gnmi",
-                                      peer=_peer(context))
+                                      peer=peer)
                 self.stats["set_commits"] += 1
         except auth.AuthError as exc:
             self.stats["set_rejected"] += 1
-            await context.abort(exc.code, exc.message)
+            raise ForwardError(exc.code, exc.message) from None
         except PathError as exc:
             self.stats["set_rejected"] += 1
-            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            raise ForwardError(grpc.StatusCode[exc.code], exc.message) from None
         except ConfigError as exc:
             self.stats["set_rejected"] += 1
             where = f" (at {exc.path})" if exc.path and exc.path not in exc.message else ""
             # the error-app-tag first, as NETCONF's rpc-error carries it: scripts match on it
             tag = f"{exc.app_tag}: " if exc.app_tag else ""
-            await context.abort(grpc.StatusCode[exc.grpc_code_name], f"{tag}{exc.message}{where}")
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            await self._internal(context, "Set", exc)
+            raise ForwardError(grpc.StatusCode[exc.grpc_code_name], f"{tag}{exc.message}{where}") from None
         now = time.time_ns()
         return gnmi_pb2.SetResponse(
             prefix=request.prefix,
@@ -232,6 +289,8 @@ class GnmiServer:
         )
 
     async def _subscribe(self, request_iterator, context):
+        if forwarded(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "forwarded requests are Get and Set only")
         user = await self._user(context)
         open_streams = sum(self._streams.values())
         if open_streams >= self.max_streams:
@@ -246,6 +305,10 @@ class GnmiServer:
                 first = await request_iterator.__anext__()
             except StopAsyncIteration:
                 return
+            if first.WhichOneof("request") == "subscribe" and self._foreign(first.subscribe.prefix.target):
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                                    "a prefix target naming other fabric members is served for Get and Set; "
+                                    "subscribe on that member itself")
             if first.WhichOneof("request") == "subscribe" and \
                     len(first.subscribe.subscription) > MAX_SUBSCRIPTIONS_PER_REQUEST:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -20,6 +20,7 @@ from core.times import format_rfc3339
 
 from . import cni
 from .kubeconfig import KubeClient, KubeconfigError, open_client
+from .location import node_row
 from .services import ServiceIndex, member_record
 from .sink import ClusterSink
 from .vports import PodView, pod_view
@@ -34,6 +35,7 @@ CONNECTION_STATE = schema_paths.K8S_CONNECTION_STATE
 CNI_PATH = schema_paths.K8S_CNI
 SERVICE_PATH = schema_paths.K8S_SERVICE
 VPORT_PATH = schema_paths.VPORT
+NODE_PATH = schema_paths.K8S_NODE
 
 PODS = Resource("pods")
 SERVICES = Resource("services")
@@ -236,6 +238,9 @@ class ClusterConnection:
             self._replace_slices(items, now)
         elif resource == NODES:
             self.nodes = {str(_meta(n).get("name")): _minimal_node(n) for n in items}
+            cluster = self.name
+            self.sink.state.replace_where(NODE_PATH, {(cluster, str(_meta(n).get("name"))): node_row(n) for n in items},
+                                          lambda key, _v: key[0] == cluster)
             self._maybe_detect()
         else:
             self._replace_cni_source(resource, items)
@@ -273,8 +278,10 @@ class ClusterConnection:
             before = self.nodes.get(name)
             if deleted:
                 self.nodes.pop(name, None)
+                self.sink.state.delete(NODE_PATH, (self.name, name))
             else:
                 self.nodes[name] = _minimal_node(obj)
+                self.sink.state.upsert(NODE_PATH, (self.name, name), node_row(obj))
             if before != self.nodes.get(name):
                 self._maybe_detect()
         else:
@@ -475,6 +482,8 @@ class ClusterConnection:
             self.sink.state.delete(CNI_PATH, (self.name,))
             self.cni_info = None
         self.sink.history.end_cluster(self.name, now)
+        for name in self.nodes:
+            self.sink.state.delete(NODE_PATH, (self.name, name))
         self.nodes.clear()
 
 
