@@ -27,6 +27,7 @@ from core.history.store import ROW_PATHS
 
 from .commands import FABRIC_NODES, Table
 from .errors import CliError, NotImplementedByAgent
+from .wire import FabricAnswer
 
 if TYPE_CHECKING:  # the `kubefabric cli` client never loads the datastore (nor yangson)
     from core.datastore import Datastore
@@ -40,14 +41,6 @@ class Edit:
     path: str  # schema path of the list or container
     key: dict = field(default_factory=dict)  # list key leaves; empty for a container
     leaves: dict = field(default_factory=dict)
-
-
-@dataclass
-class FabricAnswer:
-    """A fabric-wide answer: (member, row) pairs, and the members that did not answer with the reason."""
-
-    rows: list[tuple[str, dict]] = field(default_factory=list)
-    missing: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Backend(Protocol):
@@ -164,7 +157,7 @@ class DatastoreBackend:
     async def fabric_rows(self, table: Table, target: str, config_only: bool = False) -> FabricAnswer:
         from pygnmi.spec.v080 import gnmi_pb2
 
-        from .gnmi_backend import JSON_IETF, to_path
+        from .wire import JSON_IETF, to_path
 
         kind = gnmi_pb2.GetRequest.CONFIG if config_only else gnmi_pb2.GetRequest.ALL
         request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
@@ -174,7 +167,7 @@ class DatastoreBackend:
     async def fabric_snapshot(self, table: Table, t: float, target: str) -> FabricAnswer:
         from pygnmi.spec.v080 import gnmi_pb2
 
-        from .gnmi_backend import JSON_IETF, snapshot_extension, to_path
+        from .wire import JSON_IETF, snapshot_extension, to_path
 
         request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
                                       encoding=JSON_IETF, extension=[snapshot_extension(t)])
@@ -186,7 +179,7 @@ class DatastoreBackend:
 
         from agent.forward import ForwardError
 
-        from .gnmi_backend import fabric_answer
+        from .wire import fabric_answer
 
         answer = FabricAnswer()
         if target == self.node:
@@ -205,7 +198,7 @@ class DatastoreBackend:
     async def _forward_set(self, edit: Edit, target: str) -> None:
         from agent.forward import ForwardError
 
-        from .gnmi_backend import set_request
+        from .wire import set_request
 
         async def local(_request):
             await self.apply(edit)
