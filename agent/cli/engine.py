@@ -186,6 +186,8 @@ class Engine:
 
     async def _settings_show(self, p: ParsedCommand) -> str:
         cmd = p.command
+        if p.switch is not None:   # one row per member: a table unless `layout vertical` was asked for
+            return await self._fabric_show(dataclasses.replace(p, vertical=bool(p.vertical)))
         row = _normalize(await self.backend.settings(cmd.table), cmd)
         rows = [row] if _matches(row, p.filters, cmd) else []
         if self.as_json:
