@@ -14,6 +14,7 @@ that resolved (not FAILED/INCOMPLETE).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from pathlib import Path
 from .lldp import SourceReport
 
 __all__ = ["FdbEntry", "Interface", "NeighborEntry", "NetlinkSnapshot", "NetlinkSource"]
+
+# pyroute2 logs every netlink message at DEBUG: that is the library's tracing, not the agent's debug log
+logging.getLogger("pyroute2").setLevel(logging.INFO)
 
 # neighbour states (linux/neighbour.h)
 _NUD_INCOMPLETE, _NUD_FAILED, _NUD_NOARP, _NUD_PERMANENT = 0x01, 0x20, 0x40, 0x80

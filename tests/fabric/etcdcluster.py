@@ -47,14 +47,15 @@ class EtcdMember:
     metrics_port: int
     log_path: Path
     proc: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def running(self) -> bool:
@@ -71,6 +72,9 @@ class EtcdCluster:
     token: str = "kubefabric-test"
     extra_args: list[str] = field(default_factory=list)
     members: list[EtcdMember] = field(default_factory=list)
+    #: where members listen, and what their command runs under (the topology lab: a network namespace)
+    host: str = "127.0.0.1"
+    wrapper: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.binary = self.binary or etcd_binary()
@@ -87,6 +91,7 @@ class EtcdCluster:
                 peer_port=_free_port(),
                 metrics_port=_free_port(),
                 log_path=self.workdir / f"{name}.log",
+                host=self.host,
             ))
 
     @property
@@ -101,10 +106,10 @@ class EtcdCluster:
     def _command(self, m: EtcdMember) -> list[str]:
         initial = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
         return [
-            self.binary, "--name", m.name, "--data-dir", str(m.data_dir),
+            *self.wrapper, self.binary, "--name", m.name, "--data-dir", str(m.data_dir),
             "--listen-client-urls", m.client_url, "--advertise-client-urls", m.client_url,
             "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
-            "--listen-metrics-urls", f"http://127.0.0.1:{m.metrics_port}",
+            "--listen-metrics-urls", f"http://{m.host}:{m.metrics_port}",
             "--initial-cluster", initial, "--initial-cluster-token", self.token,
             "--initial-cluster-state", "new",
             "--heartbeat-interval", "100", "--election-timeout", "1000",
@@ -128,7 +133,7 @@ class EtcdCluster:
     def member_healthy(self, m: EtcdMember) -> bool:
         """/health says true: the member is up and the cluster has a leader."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{m.metrics_port}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"http://{m.host}:{m.metrics_port}/health", timeout=1) as r:
                 return b'"health":"true"' in r.read()
         except OSError:
             return False
