@@ -296,8 +296,9 @@ class TopologyProducer:
         attachments = list(rows.values())
         endpoints = {ip: [mac, vlan] for ip, (mac, vlan) in result.endpoints.items()}
         hints = {_node_label(*k): v for k, v in result.hints.items()}
-        structure = json.dumps([[{k: v for k, v in r.items() if k not in VOLATILE} for r in attachments],
-                                endpoints, hints], sort_keys=True, default=str)
+        # volatile values wait for publish_interval; a volatile leaf appearing (first counters) goes out at once
+        structure = json.dumps([[{k: (v if k not in VOLATILE else "present") for k, v in r.items()}
+                                 for r in attachments], endpoints, hints], sort_keys=True, default=str)
         now = self.clock()
         async with self._publish_lock:
             last = self._published
@@ -453,8 +454,9 @@ class TopologyProducer:
             for leaf, digits in HISTORY_COUNTERS.items():
                 if isinstance(data.get(leaf), (int, float)):
                     data[leaf] = round(float(data[leaf]), digits) if digits else int(round(float(data[leaf])))
-            structure = json.dumps({k: v for k, v in data.items() if k not in HISTORY_COUNTERS}, sort_keys=True,
-                                   default=str)
+            # counter values wait for history_interval; counters appearing or going are a change at once
+            structure = json.dumps({k: (v if k not in HISTORY_COUNTERS else "present") for k, v in data.items()},
+                                   sort_keys=True, default=str)
             held = written.get(key)
             if held is not None and held[0] == structure and held[2] != data and now - held[1] < self.history_interval:
                 data = held[2]       # only counters moved, and recently recorded: keep that version

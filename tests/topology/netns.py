@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -206,9 +207,12 @@ class Lab:
             time.sleep(0.1)
 
     def start_agent(self, leaf: str) -> LabAgent:
+        sflow_port = free_port(socket.SOCK_DGRAM)
         agent = LabAgent(self, leaf, [
             "--etcd", self.etcd.endpoints_arg, "--fabric", "lab", "--role", "leaf", "--owner-grace", "60",
-            "--lldp-socket", str(self.lldp_socket(leaf)), "--topology-interval", "1"])
+            "--lldp-socket", str(self.lldp_socket(leaf)), "--topology-interval", "1",
+            "--sflow-addr", f"127.0.0.1:{sflow_port}"])
+        agent.sflow_port = sflow_port
         agent.start(timeout=90)
         self.agents[leaf] = agent
         return agent
@@ -219,6 +223,23 @@ class Lab:
         code = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
                 f"s.bind(({dev_address!r}, 0)); s.sendto(b'lab', ({gateway!r}, 9))")
         sh("ip", "netns", "exec", self.ns[node], sys.executable, "-c", code)
+
+    def ifindex(self, ns: str, dev: str) -> int:
+        return json.loads(self.ip(ns, "-j", "link", "show", dev).stdout)[0]["ifindex"]
+
+    def sflow_counters(self, leaf: str, port: str, **counters: int) -> None:
+        """The leaf's "ASIC" exports one sFlow counter sample of ``port`` to its own agent (loopback in its namespace)."""
+        values = {"if_index": self.ifindex(leaf, port), "if_type": 6, "if_speed": 10_000_000_000, "if_direction": 1,
+                  "if_status": 3, "in_octets": 0, "in_ucast_pkts": 0, "in_multicast_pkts": 0, "in_broadcast_pkts": 0,
+                  "in_discards": 0, "in_errors": 0, "in_unknown_protos": 0, "out_octets": 0, "out_ucast_pkts": 0,
+                  "out_multicast_pkts": 0, "out_broadcast_pkts": 0, "out_discards": 0, "out_errors": 0,
+                  "promiscuous_mode": 0, **counters}
+        code = ("import socket, sys; from tests.sflow import encoder as e; "
+                f"v = {values!r}; "
+                "d = e.datagram([e.counter_sample([e.generic_interface(**v)], source_index=v['if_index'])], "
+                "agent='127.0.0.1'); "
+                f"socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(d, ('127.0.0.1', {self.agents[leaf].sflow_port}))")
+        sh("ip", "netns", "exec", self.ns[leaf], sys.executable, "-c", code)
 
     def chatter(self) -> None:
         for node, links in LINKS.items():
@@ -238,10 +259,14 @@ class Lab:
             raise AssertionError(f"{' '.join(words)} on {leaf}: {done.stderr}")
         return json.loads(done.stdout or "[]")
 
-    def gnmi_get(self, leaf: str, path: str, target: str, user: str = "admin") -> dict:
-        """pygnmi Get with a prefix target, run in the management namespace; JSON of its reply."""
+    def gnmi_get(self, leaf: str, path: str, target: str, user: str = "admin", at: float | None = None) -> dict:
+        """pygnmi Get with a prefix target, run in the management namespace; JSON of its reply.
+
+        With ``at``: one Get of every ``|``-separated path with the History extension's snapshot_time.
+        """
+        extra = [str(at)] if at is not None else []
         done = subprocess.run(["ip", "netns", "exec", self.ns["mgmt"], sys.executable, "-m", "tests.topology.lab_gnmi",
-                               self.agents[leaf].gnmi_addr, user, USERS[user][0], path, target],
+                               self.agents[leaf].gnmi_addr, user, USERS[user][0], path, target, *extra],
                               capture_output=True, text=True, cwd=REPO, timeout=90)
         if done.returncode != 0:
             raise AssertionError(done.stderr)

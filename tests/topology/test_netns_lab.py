@@ -14,6 +14,9 @@ namespaces this test creates and removes.  What an operator checks:
 """
 from __future__ import annotations
 
+import math
+import time
+
 import pytest
 
 from .netns import LEAVES, LINKS, Lab, eventually, why_not
@@ -144,3 +147,43 @@ def test_a_read_only_user_stays_read_only_through_forwarding(lab):
     allowed = lab.cli("leaf1", "switch", "leaf2", "connection-stats-settings-modify", "max-connections", "777")
     assert allowed.returncode == 0, allowed.stderr
     assert lab.cli_json("leaf2", "connection-stats-settings-show")["max-connections"] == 777
+
+
+def test_where_a_pod_was_and_how_its_port_did_then_is_one_query(lab):
+    """"Pod P at T was on node N, plugged into leaf2 p1, and p1 was discarding 3 % then": one CLI
+    command, and one gNMI Get with the History extension, asked of leaf1 (leaf2 learned the port)."""
+    def web3():
+        return next((ip for ip, r in located(lab, "leaf1").items() if r[0] == "web-3" and r[1] == ["leaf2"]), None)
+
+    ip = eventually(web3, 120, what="web-3 located on leaf2")
+    # leaf2's ASIC reports p1 (node3's port) twice, 2 s apart: 30 of 1,000 packets discarded
+    lab.sflow_counters("leaf2", "p1", in_ucast_pkts=1000)
+    time.sleep(2)
+    lab.sflow_counters("leaf2", "p1", in_ucast_pkts=1970, in_discards=30, in_octets=25_000_000)
+
+    def counters():
+        found = lab.cli_json("leaf1", "attachment-show", "node", "node3")
+        return found if found and found[0].get("in-discard-percent") is not None else None
+
+    assert float(eventually(counters, 60, what="p1's counters on leaf1")[0]["in-discard-percent"]) == 3.0
+    at = math.ceil(time.time()) + 1
+    time.sleep(at - time.time() + 0.5)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))
+    located_then = lab.cli_json("leaf1", "vport-location-show", "ip", ip, "snapshot-time", stamp)
+    assert [(r["entity"], r["hostname"], r["switch"], r["port"], float(r["in-discard-percent"]))
+            for r in located_then] == [("web-3", "node3", "leaf2", "p1", 3.0)]
+    reply = lab.gnmi_get("leaf1", "/kubefabric-vport:vports|/kubefabric-topology:topology/attachment", "", at=at)
+    def entries(update, name):
+        value = update["val"]
+        if isinstance(value, dict) and any(k.split(":")[-1] == name for k in value):
+            value = next(v for k, v in value.items() if k.split(":")[-1] == name)
+        for entry in (value if isinstance(value, list) else [value]):
+            if isinstance(entry, dict):
+                yield {**update["keys"], **{k.split(":")[-1]: v for k, v in entry.items()}}
+
+    updates = [u for n in reply["notification"] for u in n["update"]]
+    vport = next(e for u in updates if "vport" in u["path"] for e in entries(u, "vport") if e.get("ip") == ip)
+    attachments = [e for u in updates if "attachment" in u["path"] or "topology" in u["path"]
+                   for e in entries(u, "attachment") if "port" in e]
+    port = next(a for a in attachments if a["node"] == vport["hostname"] and a["switch"] == "leaf2")
+    assert (vport["hostname"], port["port"], float(port["in-discard-percent"])) == ("node3", "p1", 3.0)

@@ -152,15 +152,20 @@ async def test_counter_changes_reach_history_at_most_once_per_interval(ds):
     try:
         history = ds.test_history
         key = ("leaf1", "eth1", "prod", "node1")
-        for discard in (1.0, 2.0, 5.0):
+        assert history.count("attachment") == 1
+        clock[0] += 10
+        ds.state.merge(ATTACHMENT, key, {"in-discard-percent": 1.0})
+        topo._rebuild()
+        assert history.count("attachment") == 2        # the port's counters appear: recorded at once
+        for discard in (2.0, 5.0, 3.04):
             clock[0] += 15
             ds.state.merge(ATTACHMENT, key, {"in-discard-percent": discard})
             topo._rebuild()
-        assert history.count("attachment") == 1        # 60 s not over: the first version stays
+        assert history.count("attachment") == 2        # only values moved, 60 s not over: that version stays
         clock[0] += 30
         topo._rebuild()
-        assert history.count("attachment") == 2
+        assert history.count("attachment") == 3
         versions = history.rows_at(ATTACHMENT, time.time()).items
-        assert versions[0].values["in-discard-percent"] == 5.0
+        assert versions[0].values["in-discard-percent"] == 3.0      # rounded to 0.1 in the time machine
     finally:
         await topo.stop()
