@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from pathlib import Path
 from typing import AsyncIterator, Mapping
 
 from core.errors import ConflictError, ConfigError
 from core.persist import read_json, write_json_atomic
-from core.ports.fabric import MAX_NODE_STATE_BYTES, FabricEvents, MemberInfo
+from core.ports.fabric import FabricEvents, MemberInfo
+
+from .nodestate import encode_state
 
 
 class EmbeddedFabricStore:
@@ -63,8 +64,8 @@ class EmbeddedFabricStore:
 
     async def publish_node_state(self, kind: str, value: Mapping | None) -> int:
         """Accepted (checked as etcd would check it); a fabric of one has nobody to tell."""
-        if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_NODE_STATE_BYTES:
-            raise ValueError(f"node state {kind!r} is larger than {MAX_NODE_STATE_BYTES} bytes")
+        if value is not None:
+            encode_state(value)       # the size limit etcd's store has (ValueError), compressed as it stores it
         self._state_revision += 1
         return self._state_revision
 

@@ -19,7 +19,7 @@ from core.times import TimeFilterError, TimeFormatError, parse_duration, parse_r
 from . import render
 from .render import try_parse_epoch
 from .backend import Backend, Edit, FabricAnswer
-from .commands import ATTACHMENTS, Column, Command, ParsedCommand, Table
+from .commands import ATTACHMENTS, VPORTS, Column, Command, ParsedCommand, Table
 from .errors import CliError
 from .parser import command_help, find_command, general_help, parse
 
@@ -145,12 +145,19 @@ class Engine:
             rows.append(row)
         return rows
 
+    async def _attachments_at(self, t: float) -> list[dict]:
+        """Every attachment at ``t`` (none when this agent keeps no attachment history)."""
+        try:
+            return await self.backend.snapshot(_ATTACHMENT_TABLE, t)
+        except CliError:
+            return []
+
     # -- where a pod is plugged in ----------------------------------------------------
     async def _location(self, p: ParsedCommand) -> str:
         """Pods (vPorts), their node's attachments and the ports' health: now, or at snapshot-time."""
         cmd = p.command
         at = _point_in_time(p.snapshot, self.now()) if p.snapshot else None
-        attachment_table = Table(ATTACHMENTS, ("switch", "port", "cluster-name", "node"))
+        attachment_table = _ATTACHMENT_TABLE
         missing: FabricAnswer | None = None
         if p.switch is not None:
             missing = (await self.backend.fabric_rows(cmd.table, p.switch) if at is None
@@ -213,6 +220,8 @@ class Engine:
         else:
             at = _point_in_time(p.snapshot, now) if p.snapshot else now
             rows = await self.backend.snapshot(cmd.table, at)
+            if cmd.table.path == VPORTS:    # the time machine keeps locations in attachment versions
+                _add_locations(rows, await self._attachments_at(at))
             default = [c.name for c in cmd.columns if c.default and c.name not in ("time", "change")]
         rows = [_normalize(r, cmd) for r in rows]
         rows = [r for r in rows if _matches(r, p.filters, cmd)]
@@ -280,6 +289,21 @@ class Engine:
             words = ", ".join(w for o in cmd.options if o.name != cmd.key for w in o.words)
             raise CliError(f"nothing to change (parameters: {words})")
         await self.backend.apply(Edit("merge", cmd.table.path, {cmd.key: name}, values), target)
+
+
+_ATTACHMENT_TABLE = Table(ATTACHMENTS, ("switch", "port", "cluster-name", "node"))
+
+
+def _add_locations(vports: list[dict], attachments: list[dict]) -> None:
+    """switch/port of each vPort's node, from attachment rows (in place)."""
+    links: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a in attachments:
+        links.setdefault((str(a.get("cluster-name")), str(a.get("node"))), []).append(
+            (str(a.get("switch")), str(a.get("port"))))
+    for v in vports:
+        pairs = sorted(links.get((str(v.get("svc-name")), str(v.get("hostname"))), ()))
+        if pairs:
+            v["switch"], v["port"] = [s for s, _ in pairs], [p for _, p in pairs]
 
 
 #: vport-location-show: the pod's leaves (from the vPort) and the port's (from the attachment)

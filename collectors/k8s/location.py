@@ -14,11 +14,31 @@ Two small additions to the vPort table that the topology work needs:
 """
 from __future__ import annotations
 
-from typing import Mapping
+import gc
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 
 from core.ports.topology import NodeLocation, NodeLocator
 
-__all__ = ["Locating", "node_row"]
+from .vports import VPORT_VLAN, dummy_mac
+
+__all__ = ["Locating", "gc_paused", "node_row", "without_location"]
+
+_LOCATION_LEAVES = ("switch", "port")
+_DUMMY = "88:88:88:"
+
+
+@contextmanager
+def gc_paused(pause: bool = True) -> Iterator[None]:
+    """Hold the cyclic garbage collector for a bulk rewrite (it runs again, and catches up, afterwards)."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def node_row(node: Mapping) -> dict:
@@ -66,3 +86,16 @@ class Locating:
         if endpoint is not None:
             row["mac"], row["vlan"] = endpoint.mac, endpoint.vlan
         return row
+
+    def changes(self, current: Mapping, cluster: str, node: str, ip: str) -> tuple[dict, bool]:
+        """(leaves to set, whether switch/port must go) to bring a stored row to what the locator says now."""
+        leaves = self.apply({}, cluster, node, ip)
+        if "mac" not in leaves and (current.get("vlan") != VPORT_VLAN or not str(current.get("mac")).startswith(_DUMMY)):
+            leaves["mac"], leaves["vlan"] = dummy_mac(ip), VPORT_VLAN
+        gone = "switch" not in leaves and "switch" in current
+        return {k: v for k, v in leaves.items() if current.get(k) != v}, gone
+
+
+def without_location(row: Mapping) -> dict:
+    """A vPort row for the time machine: where the node was plugged in is kept once, in attachment versions."""
+    return {k: v for k, v in row.items() if k not in _LOCATION_LEAVES}

@@ -110,13 +110,13 @@ class TopologyProducer:
         self._remote_meta: dict[str, dict] = {}     # switch -> {"endpoints": ..., "hints": ...}
         self._local_nodes: list[K8sNode] = []
         self._nodes_dirty = True
-        self._published: tuple[str, float] | None = None  # (structural signature, time)
+        self._published: tuple[object, float] | None = None  # (structure without volatile values, time)
         self._published_nodes: str | None = None
         self._publish_lock = asyncio.Lock()
         self._locations: dict[tuple[str, str], NodeLocation] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Callable[[LocationChange], None]] = []
-        self._history_written: dict[tuple, tuple[str, float, dict]] = {}   # key -> (structure, time, data)
+        self._history_written: dict[tuple, tuple[dict, float, dict]] = {}   # key -> (structure, time, data)
         self._history_clusters: set[str] = set()
         self._unsubscribe: list[Callable[[], None]] = []
         self._task: asyncio.Task | None = None
@@ -153,10 +153,12 @@ class TopologyProducer:
 
     async def _loop(self) -> None:
         while True:
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancel that races the event
+            waiter = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=self.interval)
+            finally:
+                waiter.cancel()
             self._wake.clear()
             try:
                 await self.refresh()
@@ -297,8 +299,8 @@ class TopologyProducer:
         endpoints = {ip: [mac, vlan] for ip, (mac, vlan) in result.endpoints.items()}
         hints = {_node_label(*k): v for k, v in result.hints.items()}
         # volatile values wait for publish_interval; a volatile leaf appearing (first counters) goes out at once
-        structure = json.dumps([[{k: (v if k not in VOLATILE else "present") for k, v in r.items()}
-                                 for r in attachments], endpoints, hints], sort_keys=True, default=str)
+        structure = ([{k: (v if k not in VOLATILE else True) for k, v in r.items()} for r in attachments],
+                     endpoints, hints)
         now = self.clock()
         async with self._publish_lock:
             last = self._published
@@ -455,8 +457,7 @@ class TopologyProducer:
                 if isinstance(data.get(leaf), (int, float)):
                     data[leaf] = round(float(data[leaf]), digits) if digits else int(round(float(data[leaf])))
             # counter values wait for history_interval; counters appearing or going are a change at once
-            structure = json.dumps({k: (v if k not in HISTORY_COUNTERS else "present") for k, v in data.items()},
-                                   sort_keys=True, default=str)
+            structure = {k: (v if k not in HISTORY_COUNTERS else True) for k, v in data.items()}
             held = written.get(key)
             if held is not None and held[0] == structure and held[2] != data and now - held[1] < self.history_interval:
                 data = held[2]       # only counters moved, and recently recorded: keep that version

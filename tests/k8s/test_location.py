@@ -76,6 +76,13 @@ async def test_vports_carry_their_nodes_location_and_follow_changes(apiserver_fa
     rows = {k[0]: v for k, v in ds.state.entries(VPORT).items()}
     assert rows[other]["switch"] == ["leaf2"] and rows[other]["port"] == ["eth9"]
     assert rows[pod]["switch"] == ["leaf1"]
-    # and the time machine has the vPort where it was before and after
+    # node2 unplaced again: its rows lose switch and port
+    del locator.places[("k8s01", "worker-002")]
+    locator.endpoints.pop(host)
+    locator.change(nodes=[("k8s01", "worker-002")], ips=[host])
+    rows = {k[0]: v for k, v in ds.state.entries(VPORT).items()}
+    assert "switch" not in rows[other] and "port" not in rows[other] and rows[other]["entity"] == "web-2"
+    assert rows[host]["mac"].startswith("88:88:88") and rows[host]["vlan"] == 4090
+    # the time machine keeps locations once, in attachment versions: vPort versions carry none
     versions = [v for v in ds.history.store.changes(0, 2e9, kinds=["vport"]).items if v.key == pod]
-    assert [v.data.get("switch") for v in versions if v.op == "update"][-2:] == [["leaf1", "leaf2"], ["leaf1"]]
+    assert versions and all("switch" not in v.data and "port" not in v.data for v in versions)

@@ -112,7 +112,10 @@ def test_a_node_without_lldp_is_placed_through_the_neighbour_table_and_fdb(lab):
 
 
 def test_a_moved_cable_is_followed_with_its_history(lab):
-    eventually(lambda: all_placed(lab, "leaf1"), 120, what="every pod located")
+    rows = eventually(lambda: all_placed(lab, "leaf1"), 120, what="every pod located")
+    web1 = next(ip for ip, r in rows.items() if r[0] == "web-1")
+    before = math.ceil(time.time())
+    time.sleep(before - time.time() + 1.2)
     lab.unplug("leaf1", "p1")
     lab.plug("node1", "eth0", "leaf1", "p3", "10.20.1.11")
     lab.send("node1", "10.20.1.11", "10.20.1.1")
@@ -125,6 +128,9 @@ def test_a_moved_cable_is_followed_with_its_history(lab):
     changes = lab.cli_json("leaf2", "attachment-history-show", "within-last", "10m", "node", "node1")
     seen = {(c["change"], c["port"]) for c in changes}
     assert ("delete", "p1") in seen and ("update", "p3") in seen, changes
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(before))
+    then = lab.cli_json("leaf1", "vport-history-show", "snapshot-time", stamp, "ip", web1)
+    assert [(r["entity"], r["switch"], r["port"]) for r in then] == [("web-1", ["leaf1"], ["p1"])]
 
 
 def test_lldpd_stopped_is_reported_and_the_agent_keeps_serving(lab):
