@@ -67,7 +67,8 @@ class Agent:
         except EndpointError as exc:
             raise SettingsError(str(exc)) from None
         return EtcdFabricStore(endpoints=s.etcd, fabric=s.fabric or "default", node_name=s.node_name,
-                               address=s.gnmi_advertise or s.gnmi_addr, role=s.role, data_dir=s.data_dir)
+                               address=s.gnmi_advertise or s.gnmi_addr, role=s.role, data_dir=s.data_dir,
+                               security=etcd_security(s))
 
     async def start(self) -> None:
         """Start everything; raises on the first component that cannot start."""
@@ -176,6 +177,15 @@ class Agent:
         if self.ds is not None:
             await self.ds.stop()
             self.ds = None
+
+
+def etcd_security(settings: Settings):
+    """The agent's identity towards etcd (TLS files, etcd user) from its settings."""
+    from fabric_sync.security import EtcdSecurity
+
+    return EtcdSecurity(ca=settings.etcd_ca, cert=settings.etcd_cert, key=settings.etcd_key,
+                        server_name=settings.etcd_server_name, user=settings.etcd_user,
+                        password=settings.etcd_password)
 
 
 def _listening(component: Any) -> str:

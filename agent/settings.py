@@ -42,6 +42,15 @@ class Settings:
     metrics_addr: str | None = None
     web_addr: str | None = None
     etcd: list[str] = field(default_factory=list)
+    #: TLS to etcd (https:// endpoints): the CA the members chain to, this agent's client certificate and key
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+    #: the name every member certificate carries, when the endpoints are on several hosts
+    etcd_server_name: str | None = None
+    #: an etcd user (etcd auth) and its password; the password only ever comes from this file
+    etcd_user: str | None = None
+    etcd_password: str | None = None
     fabric: str | None = None
     role: str = "leaf"
     owner_grace: float = 10.0

@@ -47,6 +47,7 @@ from core.times import now_rfc3339
 
 from .cache import LocalCache
 from .etcd_client import make_client
+from .security import EtcdSecurity
 from .keys import FabricKeys
 from .leasekeeper import LeaseKeeper
 from .membership import Membership
@@ -74,10 +75,14 @@ class EtcdFabricStore:
         commit_timeout: float = 5.0,
         connect_timeout: float = 3.0,
         heartbeat: float = 5.0,
+        security: EtcdSecurity | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
         self.endpoints = list(endpoints)
+        self.security = security or EtcdSecurity()
+        #: why the store is stale, in words ("" while in-sync)
+        self.sync_error = ""
         self.keys = FabricKeys(fabric)
         self.node_name = node_name
         self.op_timeout = op_timeout
@@ -97,6 +102,7 @@ class EtcdFabricStore:
         self._tree: dict = {}
         self._exists = False  # whether the config key exists at self.revision
         self._reachable = False  # last health probe answered
+        self._denied = False  # etcd refused our identity (auth or rights) since the last good write
         self._watching = False  # the prefix watch is established
         self._watch_rev: int | None = None  # last revision the watch has seen; None: re-read all
         self._abandoned: set[str] = set()  # commit ids we reported as failed
@@ -113,17 +119,23 @@ class EtcdFabricStore:
         self._events = events
         self.node_states.events = events
         self._publish_sync()
-        self.client = make_client(self.endpoints, self.op_timeout)
+        log.info("fabric %s: connecting to etcd %s as %s", self.keys.fabric, ",".join(self.endpoints),
+                 self.security.identity())
+        if self.security.expired():
+            log.error("the etcd client certificate %s has expired: etcd will refuse it (fabric config stays stale)",
+                      self.security.cert)
+        self.client = make_client(self.endpoints, self.op_timeout, self.security)
         self._watch_ready = asyncio.Event()
-        self.keeper = LeaseKeeper(self.endpoints, self.probe_interval, self.op_timeout)
+        self.keeper = LeaseKeeper(self.endpoints, self.probe_interval, self.op_timeout, self.security)
         self.keeper.start()
         synced = False
         try:
             await asyncio.wait_for(self._initial_sync(), self.connect_timeout)
             synced = True
         except (aetcd.ClientError, asyncio.TimeoutError, OSError) as exc:
-            log.warning("etcd %s unreachable at start (%s): serving the last known fabric config, stale",
-                        ",".join(self.endpoints), exc or type(exc).__name__)
+            self.sync_error = _why(exc)
+            log.warning("etcd %s unusable at start (%s): serving the last known fabric config, stale",
+                        ",".join(self.endpoints), self.sync_error)
             self._serve_cached()
         self._tasks = [
             asyncio.create_task(self._watch_loop(), name="fabric-watch"),
@@ -229,6 +241,10 @@ class EtcdFabricStore:
                 log.warning("fabric watch: revision %s compacted (%s): reading everything again", self._watch_rev, exc)
                 self._watch_rev = None
             except Exception as exc:
+                if "token" in str(exc) and hasattr(self.client, "forget_token"):
+                    self.client.forget_token()  # an expired etcd token: authenticate again
+                elif _refused(exc):
+                    self._refusal(exc)
                 log.debug("fabric watch interrupted: %r", exc)
             self._set_watching(False)
             await asyncio.sleep(backoff)
@@ -309,7 +325,18 @@ class EtcdFabricStore:
                 raise
             except (aetcd.InvalidArgumentError, aetcd.PreconditionFailedError) as exc:
                 raise ConfigError("operation-failed", f"fabric store refused the write: {exc}") from None
-            except (aetcd.ClientError, asyncio.TimeoutError) as exc:
+            except aetcd.ClientError as exc:
+                if _refused(exc):  # our identity has no right to write here: sending again will not help
+                    self._abandoned.add(commit_id)
+                    self._refusal(exc)
+                    raise UnavailableError(f"fabric store (etcd) refused the write: {_why(exc)}") from None
+                if loop.time() + 0.1 >= deadline or not self._reachable:
+                    self._abandoned.add(commit_id)
+                    raise UnavailableError(
+                        f"fabric store (etcd) did not confirm the write within {self.commit_timeout:g}s: {_why(exc)}"
+                    ) from None
+                await asyncio.sleep(0.1)
+            except asyncio.TimeoutError as exc:
                 # etcd answers "no leader", "request timed out", "context deadline exceeded"
                 # (or nothing) while it has no quorum.  Safe to send again: if an earlier
                 # attempt landed, the guard now fails and the failure branch shows our commit id.
@@ -348,8 +375,12 @@ class EtcdFabricStore:
         try:
             await asyncio.wait_for(self.client.get(self.keys.config), min(self.op_timeout, 2.0))
         except (aetcd.ClientError, asyncio.TimeoutError) as exc:
+            why = _why(exc)
+            if not _refused(exc) and not why.startswith(("TLS", "quorum is lost", "no etcd member")):
+                # no answer we could use: no quorum can be confirmed from here
+                why = f"quorum is lost ({why})"
             raise UnavailableError(
-                f"fabric store (etcd) unavailable: {_why(exc)}; reads serve the last applied config"
+                f"fabric store (etcd) unavailable: {why}; reads serve the last applied config"
             ) from None
 
     async def publish_node_state(self, kind: str, value: Mapping | None) -> int:
@@ -389,17 +420,41 @@ class EtcdFabricStore:
                 else:
                     ok = bool(keeper.ok)
                     if ok:
-                        await asyncio.wait_for(self.membership.beat(self.client), self.op_timeout)
+                        await asyncio.wait_for(self.membership.beat(self.client, force=self._denied),
+                                               self.op_timeout)
+                        if self._denied:
+                            log.info("etcd accepts this agent's writes again")
+                            self._denied = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.debug("fabric probe: %r", exc)
                 ok = False if self.membership.lease is None else bool(keeper.ok)
+                if _refused(exc):
+                    self._refusal(exc)
+                    ok = False
+                elif not ok:
+                    self.sync_error = _why(exc)
+            if not ok and keeper is not None and keeper.error and not self._denied:
+                self.sync_error = _describe(keeper.error)
             if ok != self._reachable:
-                log.log(logging.INFO if ok else logging.WARNING, "fabric store (etcd) %s",
-                        "reachable again" if ok else "unreachable or without quorum")
+                if ok:
+                    log.info("fabric store (etcd) reachable again")
+                else:
+                    log.warning("fabric store (etcd) unusable: %s", self.sync_error or "no answer")
             self._reachable = ok
+            if ok:
+                self.sync_error = ""
             self._publish_sync()
+
+    def _refusal(self, exc: BaseException) -> None:
+        """etcd refused our identity mid-run: stale (reads keep being served) until a write goes through."""
+        why = _why(exc)
+        if not self._denied or why != self.sync_error:
+            log.error("fabric store (etcd): %s; serving the last applied fabric config, stale", why)
+        self._denied = True
+        self.sync_error = why
+        self._publish_sync()
 
     def _set_watching(self, watching: bool) -> None:
         if watching and self._watch_ready is not None:
@@ -409,7 +464,7 @@ class EtcdFabricStore:
             self._publish_sync()
 
     def _publish_sync(self) -> None:
-        state = "in-sync" if self._reachable and self._watching else "stale"
+        state = "in-sync" if self._reachable and self._watching and not self._denied else "stale"
         if state != self.sync_state:
             self.sync_state = state
             log.info("fabric %s sync-state %s", self.keys.fabric, state)
@@ -502,6 +557,30 @@ def _json(raw: bytes) -> dict:
 
 
 def _why(exc: BaseException) -> str:
+    """What a failed etcd call means, in the words an operator acts on."""
     if isinstance(exc, (asyncio.TimeoutError, aetcd.ConnectionTimeoutError)):
-        return "no answer (quorum lost?)"
-    return str(exc) or type(exc).__name__
+        return "quorum is lost (no etcd member answered in time)"
+    return _describe(str(exc) or type(exc).__name__)
+
+
+def _describe(details: str) -> str:
+    text = details.lower()
+    if "permission denied" in text:
+        return f"etcd refused this agent's identity: {details} (the etcd user needs read/write on the fabric prefix)"
+    if "refused user" in text or "authentication failed" in text or "invalid auth token" in text \
+            or "user name is empty" in text:
+        return f"etcd authentication failed: {details}"
+    if any(word in text for word in ("handshake", "ssl", "certificate", "tls", "hostname verification")):
+        return f"TLS with etcd failed (certificate not trusted, expired or for another name): {details}"
+    if "no leader" in text or "timed out" in text or "deadline" in text or "leader changed" in text:
+        return f"quorum is lost ({details})"
+    if any(word in text for word in ("failed to connect", "connection refused", "unavailable", "no route",
+                                     "stream removed", "socket closed", "connection reset", "broken pipe")):
+        return f"no etcd member reachable, quorum is lost from here ({details})"
+    return details
+
+
+def _refused(exc: BaseException) -> bool:
+    """etcd refused the caller's identity (auth or rights), as opposed to not answering."""
+    text = str(exc).lower()
+    return isinstance(exc, aetcd.exceptions.UnauthenticatedError) or "permission denied" in text or "refused user" in text

@@ -84,12 +84,12 @@ class Membership:
         self._last_heartbeat = time.monotonic()
         log.info("registered %s in fabric %s (lease %x, ttl %ss)", self.node_name, self.keys.fabric, lease.id, self.ttl)
 
-    async def beat(self, client: aetcd.Client) -> None:
-        """Refresh last-seen in this node's record when a heartbeat is due.
+    async def beat(self, client: aetcd.Client, force: bool = False) -> None:
+        """Refresh last-seen in this node's record when a heartbeat is due (or now: ``force``).
 
         (The lease itself is refreshed by a LeaseKeeper thread.)
         """
-        if time.monotonic() - self._last_heartbeat >= self.heartbeat:
+        if force or time.monotonic() - self._last_heartbeat >= self.heartbeat:
             await client.put(self.keys.node(self.node_name), self._record())
             self._last_heartbeat = time.monotonic()
 

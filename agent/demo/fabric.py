@@ -113,6 +113,7 @@ class DemoFabric:
         self.etcd = EtcdCluster(self.workdir, self.ports.etcd)
         self.etcd.spawn()
         await asyncio.to_thread(self.etcd.wait_healthy)
+        await asyncio.to_thread(self.etcd.enable_auth, FABRIC, [n.name for n in self.ports.nodes])
 
     async def _start_cluster(self) -> None:
         if not self.has("Kubernetes collector"):
@@ -157,7 +158,9 @@ class DemoFabric:
         if self.has("sFlow collector and connection tracker"):
             argv += ["--sflow-addr", f"127.0.0.1:{n.sflow}"]
         if self.etcd is not None:
-            argv += ["--etcd", ",".join(self.etcd.endpoints), "--fabric", FABRIC]
+            cert = self.etcd.client_cert(n.name)  # the agent's etcd identity: CN = its etcd user
+            argv += ["--etcd", ",".join(self.etcd.endpoints), "--fabric", FABRIC, "--etcd-ca", str(self.etcd.ca.ca_path),
+                     "--etcd-cert", str(cert.cert), "--etcd-key", str(cert.key)]
         return argv
 
     async def _start_agents(self) -> None:

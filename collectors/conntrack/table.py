@@ -32,6 +32,7 @@ from core import schema_paths
 from core.ports.flows import FlowObservation
 from core.ports.history import History
 from core.ports.state import ChangeSource, ConfigFollower, StateWriter, Unsubscribe
+from core.tasks import cancel_and_wait
 
 from .attribution import Attributor
 from .tracker import CONNECTIONS_PATH, ConnectionTracker
@@ -126,13 +127,8 @@ class ConnectionTable:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             self.flush()
             self.publish_stats()

@@ -34,6 +34,7 @@ from core.ports.fabric import FabricMembership
 from core.ports.history import HistoryWriter
 from core.ports.state import ConfigFollower, ConfigWriter, StateWriter, Unsubscribe
 from core.ports.topology import LocationChange, NodeLocator
+from core.tasks import cancel_and_wait
 
 from .cluster import CONNECTION_STATE, VPORT_PATH, ClusterConnection
 from .location import Locating, gc_paused, without_location
@@ -115,15 +116,7 @@ class K8sManager:
             self._unlocate = None
         if self.takeover is not None:
             await self.takeover.stop()
-        for task in self._tasks:
-            task.cancel()
-        if self._reconcile_task is not None:
-            self._reconcile_task.cancel()
-        for task in [*self._tasks, *([self._reconcile_task] if self._reconcile_task else [])]:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks, self._reconcile_task)
         self._tasks = []
         for conn in list(self.connections.values()):
             await conn.stop()

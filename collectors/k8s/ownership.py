@@ -25,6 +25,7 @@ import logging
 from core.errors import ConfigError
 from core.ports.fabric import FabricMembership
 from core.ports.state import ConfigFollower, ConfigWriter
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger("kubefabric.k8s.ownership")
 
@@ -74,13 +75,8 @@ class OwnerTakeover:
     async def stop(self) -> None:
         """Stop checking."""
         self._unsubscribe()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def run(self) -> None:
         while True:

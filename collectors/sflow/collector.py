@@ -44,6 +44,7 @@ from core import schema_paths
 from core.ports.flows import FlowSink
 from core.ports.topology import InterfaceSink
 from core.ports.state import ChangeSource, ConfigFollower, StateWriter, Unsubscribe
+from core.tasks import cancel_and_wait
 
 from .decoder import decode_datagram
 from .interfaces import InterfaceTally
@@ -199,13 +200,8 @@ class SflowCollector:
     async def stop(self) -> None:
         """Stop receiving; write the last counters and rows."""
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._sock is not None:
             if self._reading:
                 self._loop.remove_reader(self._sock.fileno())

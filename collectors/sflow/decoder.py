@@ -21,6 +21,9 @@ import socket
 import struct
 from typing import AbstractSet, Final
 
+# memoised packed -> text (agents are few and send many datagrams); re-exported as decoder.address_text
+from core.ports.flows import address_text
+
 from .packet import (
     DEFAULT_GENEVE_PORT,
     DEFAULT_VXLAN_PORTS,
@@ -104,10 +107,6 @@ _PROCESSOR_COUNTERS: Final = struct.Struct(">IIIQQ")
 #: fused flow sample; the pure-Python module keeps the one-``struct``-call version.
 _COMPILED: Final = __name__.startswith("collectors.sflow._fast.")
 
-#: Agents are few and send many datagrams: remember their text form.
-_address_texts: dict[bytes, str] = {}
-_ADDRESS_CACHE_LIMIT: Final = 65536
-
 
 class MalformedDatagram(Exception):
     """Raised inside the decoder when the datagram contradicts itself; never escapes it."""
@@ -134,17 +133,6 @@ def decode_datagram(
     except Exception as exc:  # noqa: BLE001 -- the contract is "never raises"
         datagram.malformed = f"undecodable: {type(exc).__name__}: {exc}"
     return datagram
-
-
-def address_text(packed: bytes) -> str:
-    """Text form of a packed IPv4/IPv6 address, memoised (addresses repeat far more than packets)."""
-    text = _address_texts.get(packed)
-    if text is None:
-        if len(_address_texts) >= _ADDRESS_CACHE_LIMIT:
-            _address_texts.clear()
-        text = socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-        _address_texts[packed] = text
-    return text
 
 
 def _decode(datagram: Datagram, data: bytes, vxlan_ports: AbstractSet[int], geneve_port: int) -> None:

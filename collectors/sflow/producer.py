@@ -49,9 +49,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Iterator
 
-from core.ports.flows import FlowObservation, make_observation
-
-from .decoder import address_text
+from core.ports.flows import FlowObservation, address_text, make_observation
 from .packet import ParsedPacket
 from .records import FLOW_IPV4, FLOW_IPV6, Datagram, DiscardSample, FlowSample, SampledIP
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 
+from ..tasks import cancel_and_wait
 from .store import HistoryStore
 
 __all__ = ["HistoryUpkeep"]
@@ -38,13 +39,7 @@ class HistoryUpkeep:
 
     async def stop(self) -> None:
         """Stop the jobs, then flush what is buffered and close the store."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         await asyncio.to_thread(self.store.close)
 

@@ -164,6 +164,11 @@ def test_demo_runs_the_fabric_answers_and_leaves_nothing_behind(tmp_path):
 
         if state["kubeconfig"]:
             assert "3-member etcd" in out and "simulated cluster 'sim'" in out
+            # the demo's etcd is the secure default: TLS, a client certificate per agent, auth on the prefix
+            assert state["etcd"] and all(e.startswith("https://") for e in state["etcd"])
+            assert "as client certificate CN=leaf1 issued by CN=kubefabric-demo-etcd CA" in \
+                (workdir / "leaf1.log").read_text()
+            assert_etcd_least_privilege(workdir, state)
             pods = cluster_pod_ips(state["kubeconfig"])
             assert len(pods) >= 20
 
@@ -257,3 +262,24 @@ def test_busy_ports_are_refused_with_a_clear_line():
     assert result.returncode == 1
     assert "ports already in use on 127.0.0.1:" in result.stderr and str(port) in result.stderr
     assert "--base-port" in result.stderr
+
+
+def assert_etcd_least_privilege(workdir: Path, state: dict) -> None:
+    """leaf1's certificate reads its fabric's prefix and nothing else; no certificate, no answer."""
+    from agent.demo.etcd import etcd_binary
+
+    pki = workdir / "pki"
+    ctl = [str(Path(etcd_binary()).with_name("etcdctl")), "--endpoints", ",".join(state["etcd"]),
+           "--cacert", str(pki / "kubefabric-demo-etcd-ca.pem"), "--command-timeout", "5s", "--dial-timeout", "3s"]
+    leaf1 = ["--cert", str(pki / "agent-leaf1.pem"), "--key", str(pki / "agent-leaf1-key.pem")]
+    env = {**os.environ, "ETCDCTL_API": "3"}
+
+    def ctl_run(*args):
+        return subprocess.run([*ctl, *args], capture_output=True, text=True, timeout=30, env=env)
+
+    own = ctl_run(*leaf1, "get", "--prefix", "--keys-only", f"/kubefabric/{state['fabric']}/")
+    assert own.returncode == 0 and f"/kubefabric/{state['fabric']}/config" in own.stdout, own.stderr
+    other = ctl_run(*leaf1, "put", "/kubefabric/other-fabric/config", "{}")
+    assert other.returncode != 0 and "permission denied" in other.stderr, other
+    anonymous = ctl_run("get", "--prefix", "/kubefabric/")
+    assert anonymous.returncode != 0, anonymous

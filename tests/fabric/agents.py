@@ -27,8 +27,11 @@ def start_agents(workdir: Path, names, cluster, fabric: str, owner_grace: float 
 
 
 def fabric_agent(workdir: Path, name: str, cluster, fabric: str, owner_grace: float = 10.0) -> AgentProcess:
+    """An agent on `cluster`; on a TLS cluster with its own client certificate (CN = `name`, its etcd user)."""
+    cert = cluster.client_cert(name) if getattr(cluster, "tls", False) else None
+    etcd_args = cluster.agent_args(cert) if hasattr(cluster, "agent_args") else ["--etcd", cluster.endpoints_arg]
     return AgentProcess(workdir, node_name=name, extra_args=[
-        "--etcd", cluster.endpoints_arg, "--fabric", fabric, "--owner-grace", str(owner_grace), "--role", "leaf",
+        *etcd_args, "--fabric", fabric, "--owner-grace", str(owner_grace), "--role", "leaf",
     ])
 
 

