@@ -348,9 +348,9 @@ def bench_fabric_show(tmp: Path, per_agent: int, rounds: int) -> dict:
                 got = stub.Get(stats, metadata=md, timeout=30)
                 text = got.notification[0].update[0].val.json_ietf_val.decode() if got.notification and \
                     got.notification[0].update else "{}"
-                active = json.loads(text)
-                active = active.get("kubefabric-connection:statistics", active)
-                if int(active.get("connections", active.get("active", 0)) or 0) >= per_agent:
+                active = {k.split(":")[-1]: v for k, v in json.loads(text).items()}
+                active = active.get("statistics", active)
+                if int(active.get("connections", 0) or 0) >= per_agent:
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"connections did not reach {per_agent}: {text}")
