@@ -11,8 +11,8 @@ The rule (docs/design.md, "Layout"):
   and the connection tracker do not import each other;
 - ``fabric_sync`` imports only ``core``;
 - a face imports only ``core`` and the shared face helpers (``agent.auth``,
-  ``agent.settings``, ``agent.logs``), never a producer, the fabric store
-  or another face;
+  ``agent.settings``, ``agent.logs``, ``agent.forward``), never a producer,
+  the fabric store or another face;
 - only start-up (``agent.runtime``, ``agent.commands``, ``agent.demo``,
   ``agent.main``) wires producers and stores; only the demo loads ``sim``;
 - nothing outside ``agent`` imports ``agent``.
@@ -30,7 +30,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "agent", "collectors", "fabric_sync", "sim")
 FACES = ("agent.gnmi", "agent.netconf", "agent.cli", "agent.web", "agent.metrics")
-FACE_HELPERS = ("agent", "agent.auth", "agent.settings", "agent.logs")
+FACE_HELPERS = ("agent", "agent.auth", "agent.settings", "agent.logs", "agent.forward")
 STARTUP = ("agent.runtime", "agent.commands", "agent.demo", "agent.main")
 PRODUCERS = ("collectors.sflow", "collectors.conntrack", "collectors.k8s", "collectors.topology")
 

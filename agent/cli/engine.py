@@ -115,6 +115,8 @@ class Engine:
             answer = await self.backend.fabric_rows(cmd.table, p.switch or "*")
         else:
             answer = await self.backend.fabric_snapshot(cmd.table, t, p.switch or "*")
+            if cmd.table.path == VPORTS:    # locations from the attachments then (replicated: ours will do)
+                _add_locations([row for _member, row in answer.rows], await self._attachments_at(t))
         wide = _with_member_column(cmd)
         p = dataclasses.replace(p, command=wide)
         rows = self._fabric_rows(wide, answer)
