@@ -205,8 +205,11 @@ async def vport_stack(tmp: Path, name: str, nodes: int, with_topology: bool, pla
     return ds, history, topo, manager, conn
 
 
-def place(ds: Datastore, topo: TopologyProducer, nodes: int) -> None:
-    """Every node dual-homed on two of 100 switches, shared by those switches (as etcd delivers it)."""
+def place(ds: Datastore, topo: TopologyProducer, nodes: int, revision: int = 1, withdraw: bool = False) -> None:
+    """Every node dual-homed on two of 100 switches, shared by those switches (as etcd delivers it).
+
+    ``withdraw``: the switches withdraw them again (every node unplaced).
+    """
     per: dict[str, list[dict]] = {}
     for i in range(nodes):
         for link in (0, 1):
@@ -214,7 +217,7 @@ def place(ds: Datastore, topo: TopologyProducer, nodes: int) -> None:
             per.setdefault(switch, []).append({"switch": switch, "port": f"swp{i // 50 + 1}", "cluster-name": CLUSTER,
                                                "node": node_name(i), "learned-by": ["lldp"]})
     for switch, attachments in per.items():
-        ds.fabric_node_state(switch, TOPOLOGY_KIND, {"attachments": attachments}, 1)
+        ds.fabric_node_state(switch, TOPOLOGY_KIND, None if withdraw else {"attachments": attachments}, revision)
     topo._rebuild()
 
 
@@ -242,11 +245,21 @@ async def bench_vports(tmp: Path, nodes: int, pods: int) -> dict:
     ds, history, topo, manager, conn = await vport_stack(tmp, "late", nodes, True, placed=False)
     conn.on_list(NODES, nitems)
     conn.on_list(PODS, items)
-    gc.collect()
-    start = time.perf_counter()
-    place(ds, topo, nodes)
-    out["relocate"] = time.perf_counter() - start
-    out["relocated_rows"] = sum(1 for r in ds.state.entries(VPORT).values() if r.get("switch"))
+    placed, unplaced = [], []
+    for round_ in range(3):
+        gc.collect()
+        start = time.perf_counter()
+        place(ds, topo, nodes, revision=2 * round_ + 1)
+        placed.append(time.perf_counter() - start)
+        out["relocated_rows"] = sum(1 for r in ds.state.entries(VPORT).values() if r.get("switch"))
+        if round_ < 2:
+            gc.collect()
+            start = time.perf_counter()
+            place(ds, topo, nodes, revision=2 * round_ + 2, withdraw=True)
+            unplaced.append(time.perf_counter() - start)
+    out["relocate"] = statistics.median(placed)
+    out["relocate_all"] = placed
+    out["unplace"] = statistics.median(unplaced)
     await manager.stop()
     await topo.stop()
     history.close()
@@ -388,7 +401,10 @@ def bench_fabric_show(tmp: Path, per_agent: int, rounds: int) -> dict:
 
 async def main_async(args) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="kubefabric-topology-bench-"))
-    print(f"kubefabric topology benchmark ({sys.version.split()[0]}, data in {tmp})")
+    import os
+
+    print(f"kubefabric topology benchmark ({sys.version.split()[0]}, data in {tmp}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     parts = [args.only] if args.only else ["refresh", "vports", "memory", "fabric"]
     ok = True
     if "refresh" in parts:
@@ -405,8 +421,9 @@ async def main_async(args) -> int:
         print(f"\nlocated vPort table, {args.pods} pods on {args.nodes} nodes (two links each)")
         line("pods listed -> every vPort row located", f"{v['located']:.2f} s", "<= 2 s",
              f"peer: the same without locations {v['plain']:.2f} s")
-        line("nodes placed after the pods: every row rewritten", f"{v['relocate']:.2f} s", "<= 2 s",
-             f"{v['relocated_rows']} rows located")
+        line("nodes placed after the pods: every row located", f"{v['relocate']:.2f} s", "<= 2 s",
+             f"median of {', '.join(f'{x:.2f}' for x in v['relocate_all'])} s; {v['relocated_rows']} rows located; "
+             f"all unplaced again {v['unplace']:.2f} s")
         print(f"    e.g. a row of {v['sample'][0]}: switch {v['sample'][1]} port {v['sample'][2]}; "
               f"{v['located_rows']} of {args.pods} rows located")
         ok &= v["located"] <= 2.0 and v["relocate"] <= 2.0 and v["located_rows"] == args.pods
@@ -425,7 +442,10 @@ async def main_async(args) -> int:
         line("fabric-wide (target *), three agents", f"{f['fabric'] * 1000:.0f} ms", "<= 2x",
              f"{ratio:.2f}x one agent's; p90 {f['fabric_p90'] * 1000:.0f} ms; rows {f['sizes']}")
         ok &= ratio <= 2.0
-    print("\nall targets met" if ok else "\nsome targets missed")
+    import os
+
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+    print("all targets met" if ok else "some targets missed")
     return 0 if ok else 1
 
 

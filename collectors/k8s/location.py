@@ -88,14 +88,34 @@ class Locating:
         return row
 
     def changes(self, current: Mapping, cluster: str, node: str, ip: str) -> tuple[dict, bool]:
-        """(leaves to set, whether switch/port must go) to bring a stored row to what the locator says now."""
-        leaves = self.apply({}, cluster, node, ip)
-        if "mac" not in leaves and (current.get("vlan") != VPORT_VLAN or not str(current.get("mac")).startswith(_DUMMY)):
+        """(leaves to set, whether switch/port must go) to bring a stored row to what the locator says now.
+
+        Written out rather than built on ``apply``: a relocation runs it for every row of the table.
+        """
+        leaves: dict = {}
+        where = self.locator.location(cluster, node) if node else None
+        if where is not None:
+            lists = self._lists.get(where)
+            if lists is None:
+                lists = self._lists[where] = (list(where.switches), list(where.ports))
+            if current.get("switch") != lists[0]:
+                leaves["switch"] = lists[0]
+            if current.get("port") != lists[1]:
+                leaves["port"] = lists[1]
+        endpoint = self.locator.endpoint(ip)
+        if endpoint is not None:
+            if current.get("mac") != endpoint.mac or current.get("vlan") != endpoint.vlan:
+                leaves["mac"], leaves["vlan"] = endpoint.mac, endpoint.vlan
+        elif current.get("vlan") != VPORT_VLAN or not str(current.get("mac")).startswith(_DUMMY):
             leaves["mac"], leaves["vlan"] = dummy_mac(ip), VPORT_VLAN
-        gone = "switch" not in leaves and "switch" in current
-        return {k: v for k, v in leaves.items() if current.get(k) != v}, gone
+        return leaves, where is None and "switch" in current
 
 
-def without_location(row: Mapping) -> dict:
+def without_location(row: Mapping) -> Mapping:
     """A vPort row for the time machine: where the node was plugged in is kept once, in attachment versions."""
-    return {k: v for k, v in row.items() if k not in _LOCATION_LEAVES}
+    if "switch" not in row and "port" not in row:
+        return row
+    out = dict(row)
+    for leaf in _LOCATION_LEAVES:
+        out.pop(leaf, None)
+    return out
