@@ -9,11 +9,11 @@ This is the only module that knows every part.  Producers get the core's
 ports (``ds.state`` as ``StateWriter``, ``ds`` as ``ConfigFollower`` and
 ``ConfigWriter``, ``ds.feed`` as ``ChangeSource``, the history store as
 ``HistoryWriter``/``History``, the fabric store as ``FabricMembership``);
-flow sources are wired to flow sinks here (sFlow -> connection table), as
-goflow2 wires decoder -> producer -> transport in one place; so is the
-topology producer: the sFlow collector's ``InterfaceSink`` and the
-Kubernetes collector's ``NodeLocator``, with the datastore as its
-``NodeStateChannel``.
+flow sources are wired to flow sinks here (sFlow and the control-packet
+capture -> connection table), as goflow2 wires decoder -> producer ->
+transport in one place; so is the topology producer: the sFlow collector's
+``InterfaceSink`` and the Kubernetes collector's ``NodeLocator``, with the
+datastore as its ``NodeStateChannel``.
 """
 from __future__ import annotations
 
@@ -131,12 +131,16 @@ class Agent:
             plan.append(("web", lambda: _load("agent.web.server", "WebServer")(ds, self.auth, addr=s.web_addr)))
         plan.append(("topology", lambda: topology))
         plan.append(("kubernetes", kubernetes))
+        # The connection table takes sampled packets (sFlow) and exact control packets (the capture);
+        # the capture follows node-local YANG config too, so it always runs (idle until an input is set).
+        table = _load("collectors.conntrack.table", "ConnectionTable")(ds.state, ds, ds.feed, history)
+        plan.append(("connections", lambda: table))
         if s.sflow_addr:
-            table = _load("collectors.conntrack.table", "ConnectionTable")(ds.state, ds, ds.feed, history)
-            plan.append(("connections", lambda: table))
             plan.append(("sFlow", lambda: _load("collectors.sflow.collector", "SflowCollector")(
                 ds.state, ds, ds.feed, table, addr=s.sflow_addr, workers=s.sflow_workers,
                 interface_sink=topology if "sflow" in s.topology_sources else None)))
+        plan.append(("capture", lambda: _load("collectors.capture.source", "CaptureSource")(
+            ds.state, ds, ds.feed, table, interfaces=s.capture_interfaces, erspan_addr=s.erspan_addr)))
         return plan
 
     def _topology(self, ds: Datastore, history: HistoryStore) -> Any:

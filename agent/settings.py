@@ -39,6 +39,10 @@ class Settings:
     cli_ssh_addr: str | None = None
     sflow_addr: str | None = None
     sflow_workers: int = 1
+    #: capture TCP control packets on these interfaces (replaces the node's capture/interface config)
+    capture_interfaces: list[str] = field(default_factory=list)
+    #: receive ERSPAN/GRE mirror sessions on this local address (turns the receiver on)
+    erspan_addr: str | None = None
     metrics_addr: str | None = None
     web_addr: str | None = None
     etcd: list[str] = field(default_factory=list)
@@ -95,6 +99,8 @@ class Settings:
                 settings.etcd = split_endpoints(value)
             elif name == "topology_sources":
                 settings.topology_sources = split_sources(value)
+            elif name == "capture_interfaces":
+                settings.capture_interfaces = parse_interfaces(value)
             else:
                 setattr(settings, name, value)
         return settings
@@ -112,6 +118,26 @@ def split_sources(value: object) -> list[str]:
     if unknown:
         raise SettingsError(f"unknown topology source {', '.join(unknown)} (known: {', '.join(TOPOLOGY_SOURCES)}, none)")
     return names
+
+
+def parse_interfaces(value: object) -> list[str]:
+    """Interface names from a list or a comma-separated string; each a valid Linux interface name."""
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value or []]
+    for name in names:
+        if not name or len(name) > 15 or "/" in name or any(c.isspace() for c in name):
+            raise SettingsError(f"capture interface {name!r} is not a valid interface name (1-15 characters, "
+                                "no '/' or spaces)")
+    return names
+
+
+def parse_erspan_addr(value: str) -> str:
+    """A local IPv4 or IPv6 address (GRE has no port)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip().strip("[]")))
+    except ValueError:
+        raise SettingsError(f"--erspan-addr {value!r} is not an IP address (GRE has no port: give HOST only)") from None
 
 
 def split_endpoints(value: object) -> list[str]:

@@ -32,7 +32,7 @@ PACKAGES = ("core", "agent", "collectors", "fabric_sync", "sim")
 FACES = ("agent.gnmi", "agent.netconf", "agent.cli", "agent.web", "agent.metrics")
 FACE_HELPERS = ("agent", "agent.auth", "agent.settings", "agent.logs", "agent.forward")
 STARTUP = ("agent.runtime", "agent.commands", "agent.demo", "agent.main")
-PRODUCERS = ("collectors.sflow", "collectors.conntrack", "collectors.k8s", "collectors.topology")
+PRODUCERS = ("collectors.sflow", "collectors.conntrack", "collectors.k8s", "collectors.capture", "collectors.topology")
 
 
 def _module_name(path: Path) -> str:

@@ -22,6 +22,12 @@ UNPLACED = schema_paths.UNPLACED
 TOPOLOGY_SOURCES = schema_paths.TOPOLOGY_SOURCE
 LLDP_NEIGHBORS = schema_paths.LLDP_NEIGHBOR
 K8S_NODES = schema_paths.K8S_NODE
+SERVICE_STATS = schema_paths.CONNECTION_SERVICE_STATS
+CAPTURE_INTERFACES = schema_paths.CAPTURE + "/interface"
+CAPTURE_ERSPAN = schema_paths.CAPTURE + "/erspan"
+CAPTURE_INTERFACE_STATE = schema_paths.CAPTURE_INTERFACE_STATE
+CAPTURE_ERSPAN_STATE = schema_paths.CAPTURE_ERSPAN_STATE
+CAPTURE_SESSIONS = schema_paths.CAPTURE_ERSPAN_SESSION
 
 # time filters (collectors/k8s/timefilters.py turns them into a window)
 TIME_FILTERS = ("start-time", "end-time", "duration", "within-last", "older-than")
@@ -206,6 +212,8 @@ _CONNECTION_COLUMNS = (
     Column("protocol", "IP protocol (tcp, udp, icmp or a number)", "proto", default=False),
     Column("cur-state", "connection state"),
     Column("latency", "SYN to SYN-ACK time", "usec"),
+    Column("latency-source", "where the latency comes from: capture or sflow", default=False),
+    Column("outcome", "completed, refused, no-response or reset, once known"),
     Column("age", "time since the connection was first seen", "secs"),
     Column("packets", "packets (scaled by the sampling rate)", "int", default=False),
     Column("bytes", "bytes (scaled by the sampling rate)", "bytes", default=False),
@@ -218,6 +226,62 @@ _CONNECTION_COLUMNS = (
     Column("encapsulation", "overlay encapsulation (none, vxlan, geneve, ipip)", default=False),
     Column("first-seen", "time of the first sample", "time", default=False),
     Column("last-seen", "time of the latest sample", "time", default=False),
+    Column("ack-latency", "SYN-ACK to the client's ACK (when captured)", "usec", default=False),
+    Column("syn-retransmits", "retransmitted SYNs seen by a capture", "int", default=False),
+)
+
+_SERVICE_STATS_COLUMNS = (
+    Column("service", "Kubernetes service (namespace/name), else the destination address"),
+    Column("port", "destination port", "int"),
+    Column("new-per-second", "connections opened per second over the last minute"),
+    Column("new-connections", "connections opened in the last minute", "int"),
+    Column("completed", "handshakes completed in the last minute", "int"),
+    Column("refused", "connections refused (RST answering the SYN)", "int"),
+    Column("no-response", "SYNs never answered within no-response-timeout", "int"),
+    Column("reset", "connections reset after the handshake", "int"),
+    Column("failures", "refused + no-response + reset", "int", default=False),
+    Column("latency-p50", "median SYN to SYN-ACK time", "usec"),
+    Column("latency-p99", "99th percentile SYN to SYN-ACK time", "usec"),
+    Column("latency-count", "latencies measured in the last minute", "int", default=False),
+    Column("syn-retransmits", "retransmitted SYNs in the last minute", "int", default=False),
+    Column("interval", "seconds the figures cover", "int", default=False),
+)
+
+_CAPTURE_INTERFACE_COLUMNS = (
+    Column("name", "interface the switch mirrors control packets to"),
+    Column("status", "capturing, error or disabled"),
+    Column("source", "config or command-line", default=False),
+    Column("received", "frames read", "int"),
+    Column("kernel-drops", "frames the kernel dropped (ring full)", "int"),
+    Column("filtered", "frames that were not TCP control packets", "int"),
+    Column("malformed", "frames that could not be decoded", "int"),
+    Column("events", "control packets handed to the connection table", "int"),
+    Column("filter-instructions", "size of the kernel filter (BPF instructions)", "int", default=False),
+    Column("last-seen", "time of the latest frame", "time", default=False),
+    Column("error", "why the interface cannot be captured"),
+)
+
+_CAPTURE_ERSPAN_COLUMNS = (
+    Column("status", "receiving, error or disabled"),
+    Column("address", "local address the sessions are sent to"),
+    Column("received", "GRE packets received", "int"),
+    Column("events", "control packets handed to the connection table", "int"),
+    Column("filtered", "mirrored frames that were not TCP control packets", "int"),
+    Column("malformed", "packets that could not be decoded", "int"),
+    Column("not-mirror", "GRE packets without a mirrored frame", "int"),
+    Column("lost", "packets lost (sequence-number gaps)", "int"),
+    Column("error", "why the receiver is not running"),
+)
+
+_CAPTURE_SESSION_COLUMNS = (
+    Column("source", "the switch sending the session"),
+    Column("session-id", "ERSPAN session id (GRE key for plain GRE)", "int"),
+    Column("erspan-type", "1, 2, 3 (ERSPAN type) or 0 (plain GRE)", "int"),
+    Column("packets", "packets received", "int"),
+    Column("lost", "packets lost (sequence-number gaps)", "int"),
+    Column("hardware-timestamps", "ERSPAN III hardware times in use", "bool"),
+    Column("last-sequence", "latest GRE sequence number", "int", default=False),
+    Column("last-seen", "time of the latest packet", "time"),
 )
 
 _SERVICE_COLUMNS = (
@@ -328,6 +392,7 @@ _STATS_COLUMNS = (
     Column("enable", "track connections from sFlow samples", "bool"),
     Column("max-connections", "maximum connection table size", "int"),
     Column("idle-timeout", "seconds without a sample before a connection is removed", "int"),
+    Column("no-response-timeout", "seconds a captured SYN may stay unanswered", "int"),
 )
 
 _HISTORY_COLUMNS = (
@@ -402,9 +467,38 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                      Option("max-connections", "1..10000000  maximum connection table size", "int",
                             low=1, high=10_000_000),
                      Option("idle-timeout", "1..86400  seconds without a sample before removal", "int",
-                            low=1, high=86_400))),
+                            low=1, high=86_400),
+                     Option("no-response-timeout", "1..600  seconds a captured SYN may stay unanswered", "int",
+                            low=1, high=600))),
     Command("connection-stats-settings-show", "settings-show", "display connection statistics settings",
             Table(STATS_SETTINGS), _STATS_COLUMNS),
+    Command("connection-service-stats-show", "show",
+            "display per service and port, over the last minute: new connections, failures, latency p50/p99",
+            Table(SERVICE_STATS, ("service", "port")), _SERVICE_STATS_COLUMNS),
+    Command("capture-interface-create", "create", "capture mirrored TCP control packets on an interface (node-local)",
+            Table(CAPTURE_INTERFACES, ("name",)),
+            options=(Option("name", "interface-name  the interface the switch mirrors to", required=True),
+                     Option("enable", "enable or disable the capture", "bool", off="disable")),
+            key="name"),
+    Command("capture-interface-modify", "modify", "modify a capture interface",
+            Table(CAPTURE_INTERFACES, ("name",)),
+            options=(Option("name", "interface-name  the interface the switch mirrors to"),
+                     Option("enable", "enable or disable the capture", "bool", off="disable")),
+            key="name"),
+    Command("capture-interface-delete", "delete", "stop capturing on an interface",
+            Table(CAPTURE_INTERFACES, ("name",)),
+            options=(Option("name", "interface-name  the interface the switch mirrors to", required=True),),
+            key="name"),
+    Command("capture-interface-show", "show", "display capture interfaces and their counters",
+            Table(CAPTURE_INTERFACE_STATE, ("name",), until="last-seen"), _CAPTURE_INTERFACE_COLUMNS),
+    Command("capture-erspan-modify", "settings-modify", "modify the ERSPAN/GRE receiver (node-local)",
+            Table(CAPTURE_ERSPAN),
+            options=(Option("enable", "enable or disable the receiver", "bool", off="disable"),
+                     Option("address", "ip-address  local address the sessions are sent to"))),
+    Command("capture-erspan-show", "settings-show", "display the ERSPAN/GRE receiver and its counters",
+            Table(CAPTURE_ERSPAN_STATE), _CAPTURE_ERSPAN_COLUMNS),
+    Command("capture-erspan-session-show", "show", "display ERSPAN/GRE mirror sessions",
+            Table(CAPTURE_SESSIONS, ("source", "session-id"), until="last-seen"), _CAPTURE_SESSION_COLUMNS),
     Command("fabric-node-show", "show", "display the nodes of the fabric",
             Table(FABRIC_NODES, ("name",), until="last-seen", member_column=None, shared=True), _NODE_COLUMNS),
     Command("pager", "builtin", "pager on|off (accepted; output is never paged)"),

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from agent.logs import setup_audit_log, setup_logging
-from agent.settings import Settings, SettingsError, split_endpoints, split_sources
+from agent.settings import (Settings, SettingsError, parse_erspan_addr, parse_interfaces, split_endpoints,
+                            split_sources)
 
 log = logging.getLogger("kubefabric")
 
@@ -29,6 +30,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cli-ssh-addr", metavar="HOST:PORT", help="CLI over SSH listen address")
     p.add_argument("--sflow-addr", metavar="HOST:PORT", help="sFlow collector UDP address (port 6343)")
     p.add_argument("--sflow-workers", type=int, help="sFlow worker processes (SO_REUSEPORT)")
+    p.add_argument("--capture-interface", metavar="NAME", action="append", dest="capture_interface",
+                   help="capture TCP control packets mirrored to this interface (repeatable; replaces the "
+                        "node's capture config; needs CAP_NET_RAW)")
+    p.add_argument("--erspan-addr", metavar="HOST",
+                   help="receive ERSPAN/GRE mirror sessions sent to this local address (GRE has no port)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="Prometheus metrics listen address")
     p.add_argument("--web-addr", metavar="HOST:PORT", help="read-only web page listen address")
     p.add_argument("--etcd", metavar="URL[,URL...]", help="replicate fabric config through these etcd endpoints")
@@ -73,6 +79,12 @@ def settings_from_args(args) -> Settings:
         settings.etcd = split_endpoints(args.etcd)
     if args.topology_sources is not None:
         settings.topology_sources = split_sources(args.topology_sources)
+    if getattr(args, "capture_interface", None):
+        settings.capture_interfaces = parse_interfaces(args.capture_interface)
+    if getattr(args, "erspan_addr", None):
+        settings.erspan_addr = parse_erspan_addr(args.erspan_addr)
+    elif settings.erspan_addr:
+        settings.erspan_addr = parse_erspan_addr(settings.erspan_addr)
     if not settings.insecure and not (settings.tls_cert and settings.tls_key):
         raise SettingsError("gNMI needs TLS: give --tls-cert and --tls-key (or --insecure for loopback testing)")
     if settings.etcd:

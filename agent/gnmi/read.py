@@ -64,8 +64,8 @@ def collect(ds: Datastore, sel: Selector, datatype: int = ALL, leaf_filter: Leaf
             if allowed is not None:
                 values = {k: v for k, v in values.items() if k in allowed}
             values = _datatype_filter(info, values, datatype)
-            if values or (info.kind == "list" and sel.leaf is None):
-                out.append((info, key, values, ts))
+            if values or (info.kind == "list" and sel.leaf is None and (info.config or datatype != CONFIG)):
+                out.append((info, key, values, ts))  # (a CONFIG read has no entry of a config-false list)
     return out
 
 

@@ -3,12 +3,21 @@
 Follows ``kubefabric-connection:connection-stats-settings`` (node-local):
 tracking runs only while ``enable`` is true (turning it off removes every
 row), ``max-connections`` and ``idle-timeout`` resize the tracker.  Flow
-sources (the sFlow collector) hand it observations through the
-``FlowSink`` port (:meth:`ConnectionTable.observe`); it flushes every
+sources hand it sampled observations through the ``FlowSink`` port
+(:meth:`ConnectionTable.observe`, the sFlow collector) and exact control
+packets through the ``ControlSink`` port (:meth:`observe_control`, the
+capture); it flushes every
 ``flush_interval`` (0.25 s), writing the changed rows in one
 ``state.batch()``, so the change feed sees one batch per flush however many
 observations arrived.  The tracker's counters are published once a second
 as ``connections-statistics`` (evictions, refusals, skipped samples...).
+
+Per service and port (``connections/service-stats``): the tracker's events
+(connections opened, outcomes, latencies, retransmitted SYNs) are named
+with the connection's service -- the Kubernetes service it went to, else
+its destination address -- at each flush and counted over the last minute
+(:mod:`.service_stats`); the rows are written with the statistics, once a
+second, only those that changed.
 
 A flush writes at most ``max_rows_per_flush`` (10,000) changed rows, about
 0.2 s of the event loop; the rest wait for the next flush, so a burst of
@@ -29,20 +38,22 @@ from collections import deque
 from typing import Iterable
 
 from core import schema_paths
-from core.ports.flows import FlowObservation
+from core.ports.flows import ControlPacket, FlowObservation
 from core.ports.history import History
 from core.ports.state import ChangeSource, ConfigFollower, StateWriter, Unsubscribe
 from core.tasks import cancel_and_wait
 
 from .attribution import Attributor
-from .tracker import CONNECTIONS_PATH, ConnectionTracker
+from .service_stats import ServiceStats
+from .tracker import CONNECTIONS_PATH, EVENT_LATENCY, EVENT_NEW, EVENT_OUTCOME, ConnectionTracker
 
-__all__ = ["ConnectionTable", "SETTINGS_TOP", "STATISTICS_PATH"]
+__all__ = ["ConnectionTable", "SETTINGS_TOP", "STATISTICS_PATH", "SERVICE_STATS_PATH"]
 
 log = logging.getLogger(__name__)
 
 SETTINGS_TOP = "kubefabric-connection:connection-stats-settings"
 STATISTICS_PATH = schema_paths.CONNECTION_STATISTICS
+SERVICE_STATS_PATH = schema_paths.CONNECTION_SERVICE_STATS
 
 
 class ConnectionTable:
@@ -61,6 +72,8 @@ class ConnectionTable:
         self.state = state
         self.config = config
         self.tracker = ConnectionTracker()
+        self.tracker.events = []
+        self.service_stats = ServiceStats()
         self.attributor = Attributor(state, feed, history)
         self.enabled = False
         self.flush_interval = flush_interval
@@ -83,6 +96,7 @@ class ConnectionTable:
         max_connections = int(settings.get("max-connections", 100_000))
         idle_timeout = float(settings.get("idle-timeout", 300))
         self.tracker.resize(max_connections, idle_timeout)
+        self.tracker.no_response_timeout = float(settings.get("no-response-timeout", 5))
         before = self.attributor.analytics_cluster
         self.attributor.configure(running)
         if self.attributor.analytics_cluster != before:
@@ -96,6 +110,7 @@ class ConnectionTable:
                 gone = self.tracker.clear()
                 self._written.clear()
                 self._write([], gone, time.time())
+                self._clear_service_stats()
 
     def close(self) -> None:
         """Stop following the feed (rows stay until the agent stops)."""
@@ -113,6 +128,13 @@ class ConnectionTable:
             observe = self.tracker.observe
             for observation in batch:
                 observe(observation)
+
+    def observe_control(self, batch: Iterable[ControlPacket]) -> None:
+        """Account a batch of captured control packets (ControlSink; ignored while tracking is off)."""
+        if self.enabled:
+            observe = self.tracker.observe_control
+            for packet in batch:
+                observe(packet)
 
     # -- component ------------------------------------------------------------
     async def start(self) -> None:
@@ -155,9 +177,54 @@ class ConnectionTable:
         leaves = self.tracker.stats().as_leaves()
         leaves["rows-written"] = self.rows_written
         leaves["rows-deleted"] = self.rows_deleted
+        leaves["service-stats-dropped"] = self.service_stats.dropped
         if leaves != self._published_stats:
             self._published_stats = leaves
             self.state.merge(STATISTICS_PATH, (), leaves)
+        self.publish_service_stats()
+
+    def publish_service_stats(self, now: float | None = None) -> None:
+        """Write the per-service rows that changed; delete those with nothing left in the last minute."""
+        changed, gone = self.service_stats.rows(now or time.time())
+        if not changed and not gone:
+            return
+        state = self.state
+        with state.batch():
+            for key in gone:
+                state.delete(SERVICE_STATS_PATH, key)
+            for key, row in changed.items():
+                state.upsert(SERVICE_STATS_PATH, key, row)
+
+    def _clear_service_stats(self) -> None:
+        keys = list(self.service_stats.keys)
+        self.service_stats = ServiceStats(self.service_stats.window, self.service_stats.max_keys)
+        with self.state.batch():
+            for key in keys:
+                self.state.delete(SERVICE_STATS_PATH, key)
+
+    def _count_events(self, now: float) -> None:
+        """Name each tracker event with its service and port and count it (see the module docstring)."""
+        tracker = self.tracker
+        events = tracker.events
+        if not events:
+            return
+        tracker.events = []
+        stats = self.service_stats
+        leaves = self.attributor.leaves
+        for kind, conn, value in events:
+            attribution = conn.attribution
+            if attribution is None:
+                attribution = conn.attribution = leaves(conn)
+                conn.attributed_at = now
+            key = (attribution.get("service") or conn.dst_ip, conn.dst_port)
+            if kind == EVENT_NEW:
+                stats.add_new(key, now, value)
+            elif kind == EVENT_OUTCOME:
+                stats.add_outcome(key, now, value)
+            elif kind == EVENT_LATENCY:
+                stats.add_latency(key, now, value)
+            else:
+                stats.add_retransmit(key, now)
 
     def flush(self, now: float | None = None) -> int:
         """Expire idle entries and write changed rows; returns the rows written or deleted."""
@@ -167,7 +234,9 @@ class ConnectionTable:
         self.tracker.expire(now)
         self._refresh_ages(now)
         changed, gone = self.tracker.take_changes(self.max_rows_per_flush)
-        return self._write(changed, gone, now)
+        written = self._write(changed, gone, now)
+        self._count_events(now)
+        return written
 
     def _refresh_ages(self, now: float) -> None:
         written = self._written

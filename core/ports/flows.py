@@ -1,8 +1,16 @@
 """The flow port: one observed packet, handed by a flow source to a flow consumer.
 
-Flow sources (the sFlow producer; later the control-packet capture) turn
-what they decode into :class:`FlowObservation` records; flow consumers (the
-connection tracker) take batches of them through a :class:`FlowSink`.
+Flow sources turn what they decode into records for flow consumers (the
+connection tracker):
+
+* the sFlow producer into :class:`FlowObservation` records, *sampled*
+  packets each standing for ``rate`` packets, taken through a :class:`FlowSink`;
+* the control-packet capture (a mirror port, ERSPAN) into
+  :class:`ControlPacket` records, *exact* events: every TCP packet with SYN,
+  FIN or RST of the connections it watches, with the capture's own
+  timestamp, taken through a :class:`ControlSink`.  Because the capture sees
+  every control packet, the consumer may conclude from what it does *not*
+  see (a SYN never answered) and time the handshake exactly.
 Neither side imports the other: ``agent.runtime`` wires a source to a sink,
 as goflow2 wires decoder -> producer -> transport in one place.
 """
@@ -11,7 +19,8 @@ from __future__ import annotations
 import socket
 from typing import Iterable, NamedTuple, Protocol
 
-__all__ = ["FlowObservation", "FlowSink", "address_text", "make_observation"]
+__all__ = ["ControlPacket", "ControlSink", "FlowObservation", "FlowSink", "address_text", "make_control",
+           "make_observation"]
 
 
 class FlowObservation(NamedTuple):
@@ -59,6 +68,54 @@ class FlowSink(Protocol):
 
     def observe(self, batch: Iterable[FlowObservation]) -> None:
         """Account a batch of observations (in the event loop)."""
+        ...
+
+
+class ControlPacket(NamedTuple):
+    """One TCP control packet (SYN, FIN or RST set) a capture saw: an exact event, not a sample.
+
+    The innermost flow for tunnelled packets, as in :class:`FlowObservation`.
+    ``t`` is the capture's own timestamp (the kernel's receive time on the
+    mirror port, or the switch's hardware time from ERSPAN type III), so
+    differences between two packets of one capture are the switch's view of
+    the handshake.  ``seq`` and ``ack`` tell a retransmitted SYN (same
+    sequence number) from a new connection on the same 5-tuple.  Control
+    packets carry no volume: packets and bytes stay the sampled sources'.
+    """
+
+    t: float                 # when the packet was seen (epoch seconds, the capture's clock)
+    exporter: str            # which capture saw it ("mirror0", "192.0.2.1 session 7")
+    length: int              # frame length in bytes (of the mirrored frame)
+    vlan: int                # outermost VLAN id in the frame, 0 when untagged
+    vni: int                 # VXLAN/Geneve VNI, 0 when not tunnelled
+    encapsulation: str       # 'none', 'vxlan', 'geneve' or 'ipip'
+    src: bytes | str         # packed (4 or 16 bytes) or text, both the same kind
+    dst: bytes | str
+    src_port: int
+    dst_port: int
+    tcp_flags: int           # TCP flags (12 bits); at least one of SYN, FIN, RST is set
+    seq: int                 # TCP sequence number
+    ack: int                 # TCP acknowledgement number (meaningful when ACK is set)
+
+
+def make_control(t: float, exporter: str, length: int, vlan: int, vni: int, encapsulation: str,
+                 src: bytes | str, dst: bytes | str, src_port: int, dst_port: int, tcp_flags: int,
+                 seq: int, ack: int) -> ControlPacket:
+    """Build a ControlPacket without NamedTuple's keyword-handling constructor (hot paths)."""
+    return _new(ControlPacket, (t, exporter, length, vlan, vni, encapsulation, src, dst, src_port, dst_port,
+                                tcp_flags, seq, ack))
+
+
+class ControlSink(Protocol):
+    """A consumer of exact control-packet events (the connection tracker)."""
+
+    @property
+    def accepting(self) -> bool:
+        """False while the consumer is off: sources may skip building events."""
+        ...
+
+    def observe_control(self, batch: Iterable[ControlPacket]) -> None:
+        """Account a batch of control packets, in capture order (in the event loop)."""
         ...
 
 

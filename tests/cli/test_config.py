@@ -63,7 +63,7 @@ async def test_read_only_user_is_refused(admin, viewer, ds):
 async def test_connection_stats_settings(admin, ds):
     await run(admin, "connection-stats-settings-modify enable max-connections 5000")
     assert ds.read_node("/kubefabric-connection:connection-stats-settings") == {
-        "enable": True, "max-connections": 5000, "idle-timeout": 300}
-    await run(admin, "connection-stats-settings-modify disable idle-timeout 60")
+        "enable": True, "max-connections": 5000, "idle-timeout": 300, "no-response-timeout": 5}
+    await run(admin, "connection-stats-settings-modify disable idle-timeout 60 no-response-timeout 3")
     assert await run(admin, "connection-stats-settings-show") == (
-        "enable:          no\nmax-connections: 5000\nidle-timeout:    60")
+        "enable:              no\nmax-connections:     5000\nidle-timeout:        60\nno-response-timeout: 3")

@@ -102,7 +102,7 @@ async def test_json_output(ds):
     assert rows[0] == {"src-ip": "10.244.1.5", "latency": 4010000}
     assert json.loads(await run(engine, "vport-show hostname nobody")) == []
     settings = json.loads(await run(engine, "connection-stats-settings-show"))
-    assert settings == {"enable": False, "max-connections": 100000, "idle-timeout": 300}
+    assert settings == {"enable": False, "max-connections": 100000, "idle-timeout": 300, "no-response-timeout": 5}
 
 
 async def test_k8s_cni_show(admin):
@@ -177,7 +177,7 @@ async def test_k8s_connection_show_joins_state(admin, ds):
 
 async def test_settings_show(admin):
     assert await run(admin, "connection-stats-settings-show") == (
-        "enable:          no\nmax-connections: 100000\nidle-timeout:    300")
+        "enable:              no\nmax-connections:     100000\nidle-timeout:        300\nno-response-timeout: 5")
     assert await run(admin, "connection-stats-settings-show format enable,idle-timeout parsable-delim ,") == (
         "enable,idle-timeout\nno,300")
     assert await run(admin, "connection-stats-settings-show layout horizontal format idle-timeout") == (

@@ -3,7 +3,10 @@
     python -m tests.e2e_sflow.netns_collector SETUP.json
 
 SETUP holds {addr, data_dir, out, vports: {ip: [pod, namespace]}, cluster,
-workers, fake_cluster}.  The process enables connection statistics and
+workers, fake_cluster} and optionally {capture: [interface, ...],
+no_response_timeout, services: [{name, namespace, port, target_port}]}: the
+control-packet capture (collectors.capture) wired to the same connection
+table, and more services of the fake cluster.  The process enables connection statistics and
 declares the cluster with overlay-vxlan-analytics, then either
 
 * writes the vPort rows itself (``fake_cluster`` false: attribution from the
@@ -27,12 +30,14 @@ from pathlib import Path
 
 from core.datastore import Datastore
 from core.history import HistoryStore
+from collectors.conntrack.table import SERVICE_STATS_PATH
 from collectors.conntrack.tracker import CONNECTIONS_PATH
 from collectors.sflow.collector import EXPORTER_PATH, STATS_PATH
 from fabric_sync.embedded import EmbeddedFabricStore
 from tests.flowpipeline import FlowPipeline
 
 VPORT = "/kubefabric-vport:vports/vport"
+CAPTURE_STATE_PATH = "/kubefabric-capture:capture-state/interface"
 
 
 async def main(setup: dict) -> None:
@@ -55,6 +60,9 @@ async def main(setup: dict) -> None:
             server.add_pod(pod, namespace, ip=ip, node=server.node_names[index % 2], labels={"app": app})
         for namespace in {ns for _, ns in setup["vports"].values()}:
             server.add_service("web", namespace, selector={"app": "web"}, port=80, target_port=8080)
+        for extra in setup.get("services", []):
+            server.add_service(extra["name"], extra["namespace"], selector={"app": "web"}, port=extra["port"],
+                               target_port=extra["target_port"])
         await server.start()
         kubeconfig = str(server.write_kubeconfig(data_dir / "kubeconfig", cluster_name=cluster))
         history = HistoryStore(data_dir / "k8s" / "history.sqlite3")
@@ -63,7 +71,8 @@ async def main(setup: dict) -> None:
         await manager.start()
 
     def edit(tree):
-        tree["kubefabric-connection:connection-stats-settings"] = {"enable": True, "idle-timeout": 600}
+        tree["kubefabric-connection:connection-stats-settings"] = {
+            "enable": True, "idle-timeout": 600, "no-response-timeout": setup.get("no_response_timeout", 5)}
         tree["kubefabric-k8s:k8s"] = {"connection": [{
             "cluster-name": cluster, "kube-config": kubeconfig, "enable": fake,
             "overlay-vxlan-analytics": True}]}
@@ -73,8 +82,10 @@ async def main(setup: dict) -> None:
     if fake:
         state = "/kubefabric-k8s:k8s/connection/state"
         for _ in range(300):
+            history.flush()  # the agent's HistoryUpkeep does this every second; attribution reads the database
             if (ds.state.get(state, (cluster,)) or {}).get("status") == "connected" and \
-                    ds.state.entries("/kubefabric-k8s:k8s/service"):
+                    ds.state.entries("/kubefabric-k8s:k8s/service") and \
+                    all(history.pod_at(ip) is not None for ip in setup["vports"]):
                 break
             await asyncio.sleep(0.05)
         else:
@@ -85,6 +96,18 @@ async def main(setup: dict) -> None:
     collector = FlowPipeline(ds, setup["addr"], workers=setup.get("workers", 1), history=history,
                              publish_interval=0.1)
     await collector.start()
+    capture = None
+    if setup.get("capture"):
+        from collectors.capture.source import CaptureSource
+
+        capture = CaptureSource(ds.state, ds, ds.feed, collector.table, interfaces=setup["capture"])
+        await capture.start()
+        for _ in range(200):
+            if all(c.capturing for c in capture.interfaces.values()):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise SystemExit(f"capture not started: {[c.error for c in capture.interfaces.values()]}")
     print(f"ready {collector.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,6 +119,8 @@ async def main(setup: dict) -> None:
         except asyncio.TimeoutError:
             pass
         collector.flush()
+        if capture is not None:
+            capture.publish()
         snapshot = {
             "connections": [{**row} for row in ds.state.entries(CONNECTIONS_PATH).values()],
             "statistics": ds.state.get(STATS_PATH),
@@ -103,10 +128,15 @@ async def main(setup: dict) -> None:
             "tracker": collector.tracker.stats().as_leaves(),
             "history": ds.history.available,
             "vxlan_ports": sorted(collector.vxlan_ports),
+            "service_stats": [{**row, "service": key[0], "port": key[1]}
+                              for key, row in ds.state.entries(SERVICE_STATS_PATH).items()],
+            "capture": [{**row, "name": key[0]} for key, row in ds.state.entries(CAPTURE_STATE_PATH).items()],
         }
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(snapshot))
         os.replace(tmp, out)
+    if capture is not None:
+        await capture.stop()
     await collector.stop()
     if manager is not None:
         await manager.stop()

@@ -2,7 +2,7 @@
 
     python traffic.py server HOST:PORT [HOST:PORT ...]
         echo server on every address; prints "listening" when all are bound.
-    python traffic.py client HOST PORT [--hold]
+    python traffic.py client HOST PORT [--hold] [--bind ADDRESS:PORT]
         connects, sends 300 bytes, reads the echo, prints the local port
         ("port N"); without --hold it closes at once, with --hold it keeps
         talking (a few bytes every 0.2 s) until SIGTERM, then closes.
@@ -47,10 +47,10 @@ def serve(addrs: list[str]) -> None:
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
 
 
-def client(host: str, port: int, hold: bool) -> None:
+def client(host: str, port: int, hold: bool, bind: tuple[str, int] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with socket.create_connection((host, port), timeout=10) as s:
+    with socket.create_connection((host, port), timeout=10, source_address=bind) as s:
         s.sendall(b"x" * 300)
         got = 0
         while got < 300:
@@ -72,4 +72,9 @@ if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(sys.argv[2:])
     else:
-        client(sys.argv[2], int(sys.argv[3]), "--hold" in sys.argv[4:])
+        rest = sys.argv[4:]
+        bound = None
+        if "--bind" in rest:
+            address, _, local_port = rest[rest.index("--bind") + 1].rpartition(":")
+            bound = (address, int(local_port))
+        client(sys.argv[2], int(sys.argv[3]), "--hold" in rest, bound)

@@ -188,6 +188,8 @@ def _config(agent) -> str:
 
 def test_read_only_refused_on_every_write_path(world):
     agent, _ = world
+    with Gnmi(agent) as gc:  # an entry for the capture commands to modify and delete (disabled: nothing captured)
+        gc.set("/kubefabric-capture:capture/interface[name=mirror9]", {"name": "mirror9", "enable": False})
     before = _config(agent)
     # gNMI Set: update, replace, delete
     with Gnmi(agent, user="viewer") as gc:
@@ -226,7 +228,9 @@ def test_read_only_refused_on_every_write_path(world):
         m.get()  # reading still works
     # CLI config commands, over SSH and through `kubefabric cli` (gNMI)
     commands = ["k8s-connection-create cluster-name x kube-config /x", "k8s-connection-modify cluster-name sim disable",
-                "k8s-connection-delete cluster-name sim", "connection-stats-settings-modify max-connections 7"]
+                "k8s-connection-delete cluster-name sim", "connection-stats-settings-modify max-connections 7",
+                "capture-interface-create name x", "capture-interface-modify name mirror9 enable",
+                "capture-interface-delete name mirror9", "capture-erspan-modify enable address 127.0.0.1"]
     assert {n for n, c in COMMANDS.items() if c.kind in ("create", "modify", "delete", "settings-modify")} == \
         {c.split()[0] for c in commands}
     for command, (code, text) in _ssh_outputs(agent.ports["ssh"], "viewer", commands).items():

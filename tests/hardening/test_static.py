@@ -30,6 +30,9 @@ EXPLAINED: dict[tuple[str, str], str] = {
     ("B104", "agent/settings.py"): "same default (split_addr fills in 0.0.0.0 for ':PORT')",
     ("B104", "agent/runtime.py"): "only formats the start-up line's address",
     ("B104", "collectors/sflow/collector.py"): "the sFlow collector must receive from the switch (UDP 6343)",
+    ("B104", "collectors/capture/receiver.py"): "the ERSPAN/GRE receiver must receive the switch's mirror "
+                                                "sessions; 0.0.0.0 is the YANG default address, configurable",
+    ("B104", "collectors/capture/source.py"): "the same YANG default for the ERSPAN receiver's address",
     ("B310", "agent/demo/fabric.py"): "urlopen of a fixed http://127.0.0.1 metrics URL in the demo",
     ("B310", "agent/demo/etcd.py"): "urlopen of a fixed http://127.0.0.1 etcd health URL in the demo",
     ("B310", "sim/sflow_exporter.py"): "simulator reading the fake API server it was pointed at",
@@ -48,6 +51,7 @@ EXPLAINED: dict[tuple[str, str], str] = {
     ("B110", "core/tasks.py"): "stopping must not fail because a background job already failed and logged it "
                                "(cancel_and_wait's docstring)",
     ("B110", "fabric_sync/etcd.py"): "best-effort cleanup on shutdown (reviewed)",
+    ("B110", "collectors/capture/interface.py"): "closing a capture handle that is going away (reviewed)",
     ("B110", "collectors/k8s/kubeconfig.py"): "the context name is cosmetic (reviewed)",
     ("B110", "collectors/k8s/cluster.py"): "best-effort client close (reviewed)",
     ("B110", "agent/netconf/server.py"): "closing an already closed channel (reviewed)",
