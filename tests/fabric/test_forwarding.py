@@ -214,7 +214,7 @@ def test_a_member_that_is_down_is_reported_never_left_out(fabric):
 
 
 def test_cli_switch_prefix(fabric):
-    a, b, _ = fabric
+    a, b, c = fabric
     out = cli(a, "switch", "B", "connection-stats-settings-modify", "max-connections", "4242")
     assert out.returncode == 0, out.stderr
     shown = cli(b, "connection-stats-settings-show")
@@ -223,5 +223,7 @@ def test_cli_switch_prefix(fabric):
     assert star.returncode == 0, star.stderr
     rows = json.loads(star.stdout)
     assert sorted(r["switch"] for r in rows) == ["A", "B", "C"] and all(r["name"] == "netlink" for r in rows)
+    connections = cli(c, "switch", "*", "connection-show", "--json")
+    assert connections.returncode == 0 and json.loads(connections.stdout or "[]") == []   # every member answered
     denied = cli(a, "switch", "B", "connection-stats-settings-modify", "max-connections", "5", user="viewer")
     assert denied.returncode == 1 and "viewer" in denied.stderr
