@@ -114,6 +114,11 @@ def forwarded(context) -> bool:
     return any(item[0] == FORWARDED_BY for item in context.invocation_metadata() or ())
 
 
+def forwarder_of(context) -> str:
+    """The member a verified forwarded call came through ("" for a direct call), for the audit log."""
+    return _metadata(context).get(FORWARDED_BY, "")
+
+
 class FabricForwarder:
     """Forwards gNMI Get/Set to fabric members and verifies what members forward to us.
 

@@ -31,7 +31,7 @@ from .get import get as do_get
 from .paths import PathError
 from .subscribe import Limits, Session
 from agent.auth import Authenticator
-from agent.forward import FabricForwarder, ForwardError, forwarded
+from agent.forward import FabricForwarder, ForwardError, forwarded, forwarder_of
 from core.datastore import Datastore
 
 log = logging.getLogger("kubefabric.gnmi")
@@ -244,6 +244,8 @@ class GnmiServer:
     async def _set(self, request, context):
         user = await self._caller(context, request, "Set")
         peer = _peer(context)
+        if forwarded(context):
+            peer = f"{peer} via fabric member {forwarder_of(context)}"
 
         async def local(req):
             return await self._apply_set(req, user, peer)

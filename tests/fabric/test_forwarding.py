@@ -130,7 +130,7 @@ def test_get_and_set_across_the_fabric_with_the_callers_identity(fabric):
         only = by_target(s.Get(settings_request("C"), metadata=creds("viewer"), timeout=10))
         assert list(only) == ["C"]
         # the audit log of B names the caller, not A's agent
-        assert "config change by admin via gnmi" in b.log()
+        assert "config change by admin via gnmi" in b.log() and "via fabric member A" in b.log()
         # a read-only user stays read-only on the member (the member refuses, as the asserted role says)
         request = gnmi_pb2.SetRequest(prefix=gnmi_pb2.Path(target="B"), update=[gnmi_pb2.Update(
             path=gnmi_pb2.Path(elem=[gnmi_pb2.PathElem(name=SETTINGS), gnmi_pb2.PathElem(name="enable")]),
