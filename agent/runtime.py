@@ -10,8 +10,10 @@ ports (``ds.state`` as ``StateWriter``, ``ds`` as ``ConfigFollower`` and
 ``ConfigWriter``, ``ds.feed`` as ``ChangeSource``, the history store as
 ``HistoryWriter``/``History``, the fabric store as ``FabricMembership``);
 flow sources are wired to flow sinks here (sFlow and the control-packet
-capture -> connection table), as
-goflow2 wires decoder -> producer -> transport in one place.
+capture -> connection table), as goflow2 wires decoder -> producer ->
+transport in one place; so is the topology producer: the sFlow collector's
+``InterfaceSink`` and the Kubernetes collector's ``NodeLocator``, with the
+datastore as its ``NodeStateChannel``.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from fabric_sync.embedded import EmbeddedFabricStore
 log = logging.getLogger("kubefabric")
 
 HISTORY_FILE = "k8s-history.sqlite3"  # the time machine's database under --data-dir (name kept from 0.1)
+FORWARD_KEY_FILE = "fabric-forward.key"  # this agent's Ed25519 key for forwarded requests (mode 0600)
 
 
 class Component(Protocol):
@@ -66,7 +69,8 @@ class Agent:
         except EndpointError as exc:
             raise SettingsError(str(exc)) from None
         return EtcdFabricStore(endpoints=s.etcd, fabric=s.fabric or "default", node_name=s.node_name,
-                               address=s.gnmi_addr, role=s.role, data_dir=s.data_dir, security=etcd_security(s))
+                               address=s.gnmi_advertise or s.gnmi_addr, role=s.role, data_dir=s.data_dir,
+                               security=etcd_security(s))
 
     async def start(self) -> None:
         """Start everything; raises on the first component that cannot start."""
@@ -102,31 +106,40 @@ class Agent:
         """(name, factory) of every component these settings ask for, in start order."""
         s = self.settings
 
+        from agent.forward import FabricForwarder
+
+        forwarder = FabricForwarder(ds, self.auth, s.data_dir / FORWARD_KEY_FILE, insecure=s.insecure,
+                                    ca=s.fabric_tls_ca or s.tls_client_ca, cert=s.tls_cert, key=s.tls_key)
+
         def gnmi() -> Component:
             from agent.gnmi.server import GnmiServer
 
             return GnmiServer(
                 ds, self.auth, addr=s.gnmi_addr, insecure=s.insecure,
                 tls_cert=s.tls_cert, tls_key=s.tls_key, tls_client_ca=s.tls_client_ca, nacm=self.nacm,
+                forwarder=forwarder,
             )
+
+        topology = self._topology(ds, history)
 
         def kubernetes() -> Component:
             manager = _load("collectors.k8s.manager", "K8sManager")
             return manager(ds.state, ds, history, s.node_name, s.data_dir, membership=ds.fabric, writer=ds,
-                           owner_grace=s.owner_grace)
+                           owner_grace=s.owner_grace, locator=topology)
 
-        plan: list[tuple[str, Callable[[], Component]]] = [("gNMI", gnmi)]
+        plan: list[tuple[str, Callable[[], Component]]] = [("fabric-forwarding", lambda: forwarder), ("gNMI", gnmi)]
         if s.netconf_addr:
             plan.append(("NETCONF", lambda: _load("agent.netconf.server", "NetconfServer")(ds, self.auth, addr=s.netconf_addr,
                                                                                           nacm=self.nacm)))
         if s.cli_ssh_addr:
             plan.append(("CLI-SSH", lambda: _load("agent.cli.ssh", "CliSshServer")(ds, self.auth, addr=s.cli_ssh_addr, settings=s,
-                                                                                  nacm=self.nacm)))
+                                                                                  nacm=self.nacm, forwarder=forwarder)))
         if s.metrics_addr:
             plan.append(("metrics", lambda: _load("agent.metrics", "MetricsServer")(
                 ds, addr=s.metrics_addr, sources=self.stats_sources, fabric_name=s.fabric or "")))
         if s.web_addr:
             plan.append(("web", lambda: _load("agent.web.server", "WebServer")(ds, self.auth, addr=s.web_addr)))
+        plan.append(("topology", lambda: topology))
         plan.append(("kubernetes", kubernetes))
         # The connection table takes sampled packets (sFlow) and exact control packets (the capture);
         # the capture follows node-local YANG config too, so it always runs (idle until an input is set).
@@ -134,10 +147,28 @@ class Agent:
         plan.append(("connections", lambda: table))
         if s.sflow_addr:
             plan.append(("sFlow", lambda: _load("collectors.sflow.collector", "SflowCollector")(
-                ds.state, ds, ds.feed, table, addr=s.sflow_addr, workers=s.sflow_workers)))
+                ds.state, ds, ds.feed, table, addr=s.sflow_addr, workers=s.sflow_workers,
+                interface_sink=topology if "sflow" in s.topology_sources else None)))
         plan.append(("capture", lambda: _load("collectors.capture.source", "CaptureSource")(
             ds.state, ds, ds.feed, table, interfaces=s.capture_interfaces, erspan_addr=s.erspan_addr)))
         return plan
+
+    def _topology(self, ds: Datastore, history: HistoryStore) -> Any:
+        """The topology producer with the sources these settings allow (each reports why it is off)."""
+        s = self.settings
+        lldp_source = _load("collectors.topology.lldp", "LldpSource")
+        netlink_source = _load("collectors.topology.netlink", "NetlinkSource")
+        sflow_ports = _load("collectors.topology.sflowports", "SflowPorts")
+        off = {name: "turned off (--topology-sources)" for name in ("lldp", "netlink", "sflow")
+               if name not in s.topology_sources}
+        if "sflow" not in off and not s.sflow_addr:
+            off["sflow"] = "sFlow is off (no --sflow-addr)"
+        return _load("collectors.topology.producer", "TopologyProducer")(
+            ds.state, ds.feed, history, ds, s.node_name,
+            lldp=lldp_source(s.lldp_socket) if "lldp" not in off else None,
+            netlink=netlink_source() if "netlink" not in off else None,
+            sflow=sflow_ports() if "sflow" not in off else None,
+            membership=ds.fabric, off=off, interval=s.topology_interval)
 
     def component(self, name: str) -> Any:
         """A started component by name (e.g. "gNMI"), or None."""

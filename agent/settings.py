@@ -61,6 +61,16 @@ class Settings:
     history_retention_days: float = 30.0
     #: cap of the Kubernetes history database (MiB of used pages); 0 for no cap
     history_max_mb: float = 1024.0
+    #: gNMI address other fabric members reach this agent at (default: gnmi_addr)
+    gnmi_advertise: str | None = None
+    #: attachment sources in use (each also needs to be available: lldpd's socket, netlink, --sflow-addr)
+    topology_sources: list[str] = field(default_factory=lambda: ["lldp", "netlink", "sflow"])
+    #: lldpd's control socket (default: lldpd's own default path when it exists)
+    lldp_socket: str | None = None
+    #: seconds between two attachment refreshes
+    topology_interval: float = 5.0
+    #: CA certificate of the other members' gNMI certificates (forwarding); default: tls_client_ca
+    fabric_tls_ca: str | None = None
 
     @classmethod
     def load(cls, path: Path | None) -> "Settings":
@@ -87,11 +97,27 @@ class Settings:
                 settings.data_dir = Path(value)
             elif name == "etcd":
                 settings.etcd = split_endpoints(value)
+            elif name == "topology_sources":
+                settings.topology_sources = split_sources(value)
             elif name == "capture_interfaces":
                 settings.capture_interfaces = parse_interfaces(value)
             else:
                 setattr(settings, name, value)
         return settings
+
+
+TOPOLOGY_SOURCES = ("lldp", "netlink", "sflow")
+
+
+def split_sources(value: object) -> list[str]:
+    """Topology sources from a list or a comma-separated string ("none" for none)."""
+    names = split_endpoints(value)
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in TOPOLOGY_SOURCES]
+    if unknown:
+        raise SettingsError(f"unknown topology source {', '.join(unknown)} (known: {', '.join(TOPOLOGY_SOURCES)}, none)")
+    return names
 
 
 def parse_interfaces(value: object) -> list[str]:

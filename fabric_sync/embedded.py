@@ -3,7 +3,9 @@
 It keeps the same revision contract as the etcd backend, so code above
 it cannot tell the difference except that only this node writes.  As a
 ``FabricMembership`` it is a fabric of one: always in sync, its locks are
-local asyncio locks, and nobody else is ever online or offline.
+local asyncio locks, and nobody else is ever online or offline.  Per-node
+state is accepted (and counted in its revision) but there is nobody to
+tell, so nothing is kept.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import AsyncIterator, Mapping
 from core.errors import ConflictError, ConfigError
 from core.persist import read_json, write_json_atomic
 from core.ports.fabric import FabricEvents, MemberInfo
+
+from .nodestate import encode_state
 
 
 class EmbeddedFabricStore:
@@ -30,6 +34,7 @@ class EmbeddedFabricStore:
         self._tree: dict = {}
         self._lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._state_revision = 0
 
     async def start(self, events: FabricEvents) -> None:
         stored = read_json(self._file, {"revision": 0, "config": {}})
@@ -56,6 +61,13 @@ class EmbeddedFabricStore:
 
     def members(self) -> list[MemberInfo]:
         return [MemberInfo(self.node_name, "online", role="standalone")]
+
+    async def publish_node_state(self, kind: str, value: Mapping | None) -> int:
+        """Accepted (checked as etcd would check it); a fabric of one has nobody to tell."""
+        if value is not None:
+            encode_state(value)       # the size limit etcd's store has (ValueError), compressed as it stores it
+        self._state_revision += 1
+        return self._state_revision
 
     # -- FabricMembership: a fabric of one --------------------------------------
     def online_names(self) -> list[str]:

@@ -25,7 +25,9 @@ sync state to its ``FabricEvents`` (the datastore) and writes nothing into
 the datastore itself; as a ``FabricMembership`` it offers fabric-wide locks
 (``lock(name)``: a key created under this node's membership lease, so a
 holder that dies releases it), which the Kubernetes collector uses to move
-connections away from offline owners.
+connections away from offline owners.  Per-node state (``publish_node_state``)
+is one key per node and kind, followed by the same prefix watch and handed
+to ``FabricEvents.fabric_node_state`` (nodestate.py encodes the values).
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ from .security import EtcdSecurity
 from .keys import FabricKeys
 from .leasekeeper import LeaseKeeper
 from .membership import Membership
+from .nodestate import NodeStates, decode_state, encode_state
 
 log = logging.getLogger("kubefabric.fabric.etcd")
 
@@ -105,6 +108,7 @@ class EtcdFabricStore:
         self._abandoned: set[str] = set()  # commit ids we reported as failed
         self._tasks: list[asyncio.Task] = []
         self._watch_ready: asyncio.Event | None = None
+        self.node_states = NodeStates(node_name)
 
     def _cache_path(self, data_dir: Path) -> Path:
         return Path(data_dir) / f"fabric-{self.keys.fabric}.json"
@@ -113,6 +117,7 @@ class EtcdFabricStore:
     async def start(self, events: FabricEvents) -> None:
         """Join the fabric: register, read everything, follow the prefix; report to ``events``."""
         self._events = events
+        self.node_states.events = events
         self._publish_sync()
         log.info("fabric %s: connecting to etcd %s as %s", self.keys.fabric, ",".join(self.endpoints),
                  self.security.identity())
@@ -195,15 +200,19 @@ class EtcdFabricStore:
         records: dict[str, dict] = {}
         online: dict[str, dict] = {}
         config_kv = None
+        states = {}
         for kv in resp:
             kind, name = self.keys.classify(kv.key)
             if kind == "config":
                 config_kv = kv
+            elif kind == "state":
+                states[name] = (decode_state(kv.value), kv.mod_revision)
             elif kind == "nodes":
                 records[name] = _json(kv.value)
             elif kind == "online":
                 online[name] = _json(kv.value)
         self.membership.load(records, online)
+        self.node_states.load(states, resp.header.revision)
         if config_kv is not None:
             tree, _meta = _parse(config_kv.value)
             self._exists = True
@@ -254,6 +263,8 @@ class EtcdFabricStore:
             self._deliver(tree, event.kv.mod_revision)
         elif kind in ("nodes", "online"):
             self.membership.apply(kind, name, None if deleted else event.kv.value)
+        elif kind == "state":
+            self.node_states.apply(name, None if deleted else decode_state(event.kv.value), event.kv.mod_revision)
 
     def _deliver(self, tree: dict, revision: int, save: bool = True) -> None:
         """Take a newer tree (older or equal revisions are dropped) and hand it to the datastore.
@@ -371,6 +382,23 @@ class EtcdFabricStore:
             raise UnavailableError(
                 f"fabric store (etcd) unavailable: {why}; reads serve the last applied config"
             ) from None
+
+    async def publish_node_state(self, kind: str, value: Mapping | None) -> int:
+        """Put (or delete, for None) this node's ``state/<node>/<kind>`` key; returns its revision."""
+        client = self.client
+        if client is None:
+            raise UnavailableError("the fabric store is not running")
+        key = self.keys.state(self.node_name, NodeStates.check_kind(kind))
+        data = None if value is None else encode_state(value)
+        try:
+            if data is None:
+                resp = await asyncio.wait_for(client.delete(key), self.op_timeout)
+            else:
+                resp = await asyncio.wait_for(client.put(key, data), self.op_timeout)
+        except (aetcd.ClientError, asyncio.TimeoutError) as exc:
+            raise UnavailableError(f"fabric store (etcd) did not take the {kind} state: {_why(exc)}") from None
+        header = getattr(resp, "header", None)
+        return int(getattr(header, "revision", 0) or 0)
 
     # -- health ----------------------------------------------------------------
     async def _register(self) -> None:

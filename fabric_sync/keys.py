@@ -14,6 +14,9 @@ Everything of a fabric sits under one prefix, so one watch follows it all:
                       under the holder's membership lease (e.g. the one a node
                       holds while it moves a Kubernetes connection away from
                       an offline owner).
+- `state/<node>/<kind>`  a node's per-node state of one kind (JSON, or zlib
+                      when large); persistent, so the last value outlives the
+                      node's agent.
 """
 from __future__ import annotations
 
@@ -49,12 +52,20 @@ class FabricKeys:
     def lock(self, name: str) -> bytes:
         return self.prefix + b"locks/" + name.encode()
 
+    def state(self, node: str, kind: str) -> bytes:
+        return self.prefix + b"state/" + node.encode() + b"/" + kind.encode()
+
     def classify(self, key: bytes) -> tuple[str, str]:
-        """('config' | 'nodes' | 'online' | 'locks' | 'other', name) of a key under the prefix."""
+        """('config' | 'nodes' | 'online' | 'locks' | 'state' | 'other', name) of a key under the prefix.
+
+        A state key's name is ``node/kind``.
+        """
         rest = key[len(self.prefix):].decode(errors="replace")
         if rest == "config":
             return "config", ""
         kind, _, name = rest.partition("/")
         if kind in ("nodes", "online", "locks") and name:
+            return kind, name
+        if kind == "state" and name.count("/") == 1 and all(name.split("/")):
             return kind, name
         return "other", rest

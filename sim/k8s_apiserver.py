@@ -635,6 +635,18 @@ class FakeApiServer:
             names.append(name)
         return names
 
+    def add_node(self, name: str, internal_ip: str, pod_cidr: str) -> dict:
+        """Add one node with the given name, InternalIP and pod /24 (the topology lab's servers)."""
+        subnet = ipaddress.ip_network(pod_cidr)
+        self._node_nets[name] = subnet
+        self._node_ips[name] = internal_ip
+        return self.apply({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+            "spec": {"podCIDR": str(subnet), "podCIDRs": [str(subnet)]},
+            "status": {"addresses": [{"type": "InternalIP", "address": internal_ip}, {"type": "Hostname", "address": name}],
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "lastHeartbeatTime": _now_iso(), "lastTransitionTime": _now_iso()}]}})
+
     @property
     def node_names(self) -> list[str]:
         return list(self._node_nets)

@@ -27,6 +27,7 @@ from core.history.store import ROW_PATHS
 
 from .commands import FABRIC_NODES, Table
 from .errors import CliError, NotImplementedByAgent
+from .wire import FabricAnswer
 
 if TYPE_CHECKING:  # the `kubefabric cli` client never loads the datastore (nor yangson)
     from core.datastore import Datastore
@@ -54,8 +55,14 @@ class Backend(Protocol):
     async def settings(self, table: Table) -> dict:
         """A container's leaves, defaults included."""
 
-    async def apply(self, edit: Edit) -> None:
-        """Make one config change or raise CliError (nothing changed)."""
+    async def apply(self, edit: Edit, target: str | None = None) -> None:
+        """Make one config change (on fabric member ``target``, ``*`` for all) or raise CliError."""
+
+    async def fabric_rows(self, table: Table, target: str, config_only: bool = False) -> FabricAnswer:
+        """Every entry of a list on fabric member ``target`` (``*``: every member)."""
+
+    async def fabric_snapshot(self, table: Table, t: float, target: str) -> FabricAnswer:
+        """The list as it was at ``t`` on fabric member ``target`` (``*``: every member)."""
 
     async def snapshot(self, table: Table, t: float) -> list[dict]:
         """The list as it was at epoch second `t` (the time machine)."""
@@ -76,10 +83,11 @@ class DatastoreBackend:
     """The in-process backend of the SSH shell: one datastore, one authenticated user."""
 
     def __init__(self, ds: Datastore, user: User, *, face: str = "cli", peer: str = "", nacm=None,
-                 authenticator=None) -> None:
+                 authenticator=None, forwarder=None) -> None:
         from agent import nacm as nacm_module
 
         self.ds = ds
+        self.forwarder = forwarder  # agent.forward.FabricForwarder, for `switch NAME|*`
         self._user = user
         if nacm is None:  # built alone (tests): the settings' roles, or just this user's role
             nacm = nacm_module.follow(nacm_module.Nacm(
@@ -114,8 +122,10 @@ class DatastoreBackend:
     async def settings(self, table: Table) -> dict:
         return dict(self.ds.read_node(table.path, ()) or {})
 
-    async def apply(self, edit: Edit) -> None:
-
+    async def apply(self, edit: Edit, target: str | None = None) -> None:
+        if target and target != self.node:
+            await self._forward_set(edit, target)  # the member decides, with this user's identity and role
+            return
         try:
             # NACM: a CLI config command is an edit-config, as gNMI Set is; data writes are checked in propose
             self._nacm.require_exec(self.user, "edit-config")
@@ -151,6 +161,73 @@ class DatastoreBackend:
 
     async def close(self) -> None:
         return None
+
+    # -- fabric-wide (the `switch` prefix), through agent.forward ------------------
+    def _forwarder(self, target: str):
+        if self.forwarder is None:
+            raise CliError(f"switch {target}: this agent does not forward to fabric members")
+        return self.forwarder
+
+    async def fabric_rows(self, table: Table, target: str, config_only: bool = False) -> FabricAnswer:
+        from agent.gnmi_proto import gnmi_pb2
+
+        from .wire import JSON_IETF, to_path
+
+        kind = gnmi_pb2.GetRequest.CONFIG if config_only else gnmi_pb2.GetRequest.ALL
+        request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
+                                      encoding=JSON_IETF, type=kind)
+        return await self._fabric(request, table, target, lambda: self.rows(table, config_only))
+
+    async def fabric_snapshot(self, table: Table, t: float, target: str) -> FabricAnswer:
+        from agent.gnmi_proto import gnmi_pb2
+
+        from .wire import JSON_IETF, snapshot_extension, to_path
+
+        request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
+                                      encoding=JSON_IETF, extension=[snapshot_extension(t)])
+        return await self._fabric(request, table, target, lambda: self.snapshot(table, t))
+
+    async def _fabric(self, request, table: Table, target: str, local) -> FabricAnswer:
+        """Our own rows read here, the other members' through the forwarder, as one answer."""
+        from agent.gnmi_proto import gnmi_pb2
+
+        from agent.forward import ForwardError
+
+        from .wire import fabric_answer
+
+        answer = FabricAnswer()
+        if target == self.node:
+            answer.rows = [(self.node, row) for row in await local()]
+            return answer
+        forwarder = self._forwarder(target)
+        try:
+            raw = await forwarder.get(request, self._user, _empty_answer)
+        except ForwardError as exc:
+            raise CliError(exc.message) from None
+        answer = fabric_answer(list(gnmi_pb2.GetResponse.FromString(raw).notification), table, target)
+        if target == "*":
+            answer.rows[:0] = [(self.node, row) for row in await local()]
+        return answer
+
+    async def _forward_set(self, edit: Edit, target: str) -> None:
+        from agent.forward import ForwardError
+
+        from .wire import set_request
+
+        async def local(_request):
+            await self.apply(edit)
+            from agent.gnmi_proto import gnmi_pb2
+            return gnmi_pb2.SetResponse()
+
+        try:
+            await self._forwarder(target).set(set_request(edit, target), self._user, local)
+        except ForwardError as exc:
+            raise CliError(exc.message) from None
+
+
+async def _empty_answer(_request) -> bytes:
+    """Our own part of a fabric-wide Get made by the CLI: read locally instead (an empty GetResponse)."""
+    return b""
 
 
 def apply_edit(tree: dict, edit: Edit) -> dict:

@@ -18,6 +18,11 @@ SERVICE_BACKENDS = schema_paths.K8S_SERVICE_BACKEND
 CONNECTIONS = schema_paths.CONNECTION
 STATS_SETTINGS = schema_paths.CONNECTION_SETTINGS
 FABRIC_NODES = schema_paths.FABRIC_NODE
+ATTACHMENTS = schema_paths.ATTACHMENT
+UNPLACED = schema_paths.UNPLACED
+TOPOLOGY_SOURCES = schema_paths.TOPOLOGY_SOURCE
+LLDP_NEIGHBORS = schema_paths.LLDP_NEIGHBOR
+K8S_NODES = schema_paths.K8S_NODE
 SERVICE_STATS = schema_paths.CONNECTION_SERVICE_STATS
 CAPTURE_INTERFACES = schema_paths.CAPTURE + "/interface"
 CAPTURE_ERSPAN = schema_paths.CAPTURE + "/erspan"
@@ -53,7 +58,8 @@ class Column:
 
     `kind` says how values are shown and compared: str, int, bool, list,
     bytes (octets, shown 1.5K), usec (latency), secs (age), time (RFC 3339
-    date-and-time), proto (IP protocol number, shown tcp/udp/...).
+    date-and-time), proto (IP protocol number, shown tcp/udp/...), bps
+    (bits per second, shown 10G), pct (a percentage, shown 3.25%).
     """
 
     name: str
@@ -93,6 +99,10 @@ class Table:
     children: tuple[str, ...] = ()  # containers whose leaves join each row (e.g. state)
     since: str | None = None  # leaf with the time the entry appeared
     until: str | None = None  # leaf with the time it was last seen
+    #: fabric-wide answers (`switch *`): the column naming the member that answered (added when rows lack it)
+    member_column: str | None = "switch"
+    #: replicated to every member (attachments): fabric-wide answers keep one copy of each row
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,16 +116,22 @@ class Command:
     columns: tuple[Column, ...] = ()
     options: tuple[Option, ...] = ()
     key: str | None = None  # the option naming the list entry (create/modify/delete)
+    range_columns: tuple[str, ...] = ()  # history commands: default columns of a time-range answer
 
     @property
     def is_show(self) -> bool:
         """Commands that print rows and take filters and output options."""
-        return self.kind in ("show", "settings-show", "history")
+        return self.kind in ("show", "settings-show", "history", "location")
 
     @property
     def takes_time_filters(self) -> bool:
         """Show commands over a list take the time filters."""
         return self.kind in ("show", "history")
+
+    @property
+    def takes_snapshot(self) -> bool:
+        """Commands that answer for a past time with snapshot-time."""
+        return self.kind in ("history", "location")
 
     def column(self, name: str) -> Column | None:
         """A column by name."""
@@ -168,8 +184,8 @@ _CNI_COLUMNS = (
 
 _VPORT_COLUMNS = (
     Column("owner", "switch that owns the Kubernetes connection"),
-    Column("mac", "dummy MAC derived from the pod IP"),
-    Column("vlan", "dummy VLAN", "int"),
+    Column("mac", "the pod address's MAC when a switch resolved it, else a dummy derived from the IP"),
+    Column("vlan", "the VLAN of that MAC, else the dummy 4090", "int"),
     Column("ip", "pod IP address"),
     Column("svc-name", "the Kubernetes cluster name"),
     Column("hostname", "the Kubernetes node where the pod runs"),
@@ -177,6 +193,8 @@ _VPORT_COLUMNS = (
     Column("power", "the pod phase"),
     Column("portgroup", "the pod labels"),
     Column("status", "vPort status flags"),
+    Column("switch", "switches the pod's node is plugged into", "list"),
+    Column("port", "the node's switch ports, in the order of switch", "list"),
     Column("namespace", "Kubernetes namespace of the pod", default=False),
     Column("node-ip", "internal IP of the pod's node", default=False),
     Column("host-network", "the pod uses the node's network", "bool", default=False),
@@ -314,6 +332,90 @@ _NODE_COLUMNS = (
     Column("last-seen", "last heartbeat", "time"),
 )
 
+_ATTACHMENT_COLUMNS = (
+    Column("switch", "switch the node is plugged into"),
+    Column("port", "switch port"),
+    Column("node", "Kubernetes node"),
+    Column("cluster-name", "Kubernetes cluster of the node"),
+    Column("learned-by", "how it was learned (lldp, lldp-management-address, neighbor-fdb, sflow)", "list"),
+    Column("mac", "the node's MAC on this link"),
+    Column("vlan", "VLAN the MAC was learned on", "int"),
+    Column("oper-status", "port operational state"),
+    Column("speed", "port speed", "bps"),
+    Column("in-utilization", "received share of the port speed (last sFlow counter interval)", "pct"),
+    Column("out-utilization", "sent share of the port speed", "pct"),
+    Column("in-discard-percent", "received packets discarded", "pct"),
+    Column("out-discard-percent", "packets to send discarded", "pct"),
+    Column("note", "anything doubtful (another node claiming the port)"),
+    Column("ifindex", "the port's ifIndex", "int", default=False),
+    Column("node-address", "the node address that matched", default=False),
+    Column("in-errors", "receive errors in the last counter interval", "int", default=False),
+    Column("out-errors", "transmit errors in the last counter interval", "int", default=False),
+    Column("in-discards", "received packets discarded in the last counter interval", "int", default=False),
+    Column("out-discards", "packets to send discarded in the last counter interval", "int", default=False),
+    Column("counters-interval", "seconds the counter figures cover", "secs", default=False),
+    Column("lldp-system-name", "LLDP neighbour's system name", default=False),
+    Column("lldp-chassis-id", "LLDP neighbour's chassis id", default=False),
+    Column("lldp-port-id", "LLDP neighbour's port id", default=False),
+    Column("lldp-port-description", "LLDP neighbour's port description", default=False),
+    Column("lldp-management-address", "LLDP neighbour's management addresses", "list", default=False),
+    Column("first-seen", "when the switch first learned it", "time", default=False),
+    Column("last-seen", "when the switch last confirmed it", "time", default=False),
+)
+
+_UNPLACED_COLUMNS = (
+    Column("cluster-name", "Kubernetes cluster of the node"),
+    Column("node", "Kubernetes node"),
+    Column("address", "the node's InternalIP addresses", "list"),
+    Column("reason", "why no switch could place it"),
+)
+
+_SOURCE_COLUMNS = (
+    Column("name", "lldp, netlink or sflow"),
+    Column("status", "up, unavailable or error"),
+    Column("entries", "entries read in the last refresh", "int"),
+    Column("last-update", "when the source last answered", "time"),
+    Column("detail", "what it read, or why it cannot"),
+)
+
+_LLDP_COLUMNS = (
+    Column("port", "local port"),
+    Column("system-name", "neighbour's system name"),
+    Column("chassis-id", "neighbour's chassis id"),
+    Column("port-id", "neighbour's port id"),
+    Column("port-description", "neighbour's port description", default=False),
+    Column("management-address", "neighbour's management addresses", "list"),
+    Column("node", "Kubernetes node it was matched to (cluster/node)"),
+    Column("note", "why it matched no node"),
+)
+
+_K8S_NODE_COLUMNS = (
+    Column("cluster-name", "the name of the Kubernetes cluster"),
+    Column("name", "node name"),
+    Column("internal-ip", "InternalIP addresses", "list"),
+    Column("external-ip", "ExternalIP addresses", "list"),
+    Column("hostname", "Hostname address, when it differs from the name"),
+)
+
+#: vport-location-show: a pod, its node, and the node's switch ports with their health (then or now)
+_LOCATION_COLUMNS = (
+    Column("ip", "pod IP address"),
+    Column("entity", "the pod name"),
+    Column("namespace", "Kubernetes namespace of the pod"),
+    Column("svc-name", "the Kubernetes cluster name"),
+    Column("hostname", "the Kubernetes node where the pod runs"),
+    Column("switch", "switch the node is plugged into"),
+    Column("port", "switch port"),
+    Column("learned-by", "how the attachment was learned", "list"),
+    Column("oper-status", "port operational state"),
+    Column("speed", "port speed", "bps", default=False),
+    Column("in-utilization", "received share of the port speed", "pct"),
+    Column("out-utilization", "sent share of the port speed", "pct"),
+    Column("in-discard-percent", "received packets discarded", "pct"),
+    Column("out-discard-percent", "packets to send discarded", "pct"),
+    Column("note", "why the node has no switch port (not placed)"),
+)
+
 _STATS_COLUMNS = (
     Column("enable", "track connections from sFlow samples", "bool"),
     Column("max-connections", "maximum connection table size", "int"),
@@ -325,6 +427,11 @@ _HISTORY_COLUMNS = (
     Column("time", "when the change happened (range queries)", "time"),
     Column("change", "update or delete (range queries)"),
 ) + _VPORT_COLUMNS
+
+_ATTACHMENT_HISTORY_COLUMNS = (
+    Column("time", "when the change happened (range queries)", "time"),
+    Column("change", "update or delete (range queries)"),
+) + _ATTACHMENT_COLUMNS
 
 # -- options -----------------------------------------------------------------------
 _CLUSTER_NAME = Option("cluster-name", "cluster-name-string  the name of the Kubernetes cluster", required=True)
@@ -352,10 +459,30 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             _K8S_CONNECTION_COLUMNS),
     Command("k8s-cni-show", "show", "display CNI information", Table(CNI, ("cluster-name",)), _CNI_COLUMNS),
     Command("vport-show", "show", "display the vPort table (where every pod is)",
-            Table(VPORTS, ("ip",), since="first-seen", until="last-seen"), _VPORT_COLUMNS),
+            Table(VPORTS, ("ip",), since="first-seen", until="last-seen", member_column="owner"), _VPORT_COLUMNS),
     Command("vport-history-show", "history",
             "display the vPort table at a past time (snapshot-time) or its changes in a time window",
-            Table(VPORTS, ("ip",)), _HISTORY_COLUMNS),
+            Table(VPORTS, ("ip",), member_column="owner"), _HISTORY_COLUMNS),
+    Command("vport-location-show", "location",
+            "display where pods are plugged in: pod, node, switch port and the port's health (now or at "
+            "snapshot-time)", Table(VPORTS, ("ip",), member_column="owner"), _LOCATION_COLUMNS),
+    Command("attachment-show", "show", "display which switch port every Kubernetes node is plugged into",
+            Table(ATTACHMENTS, ("switch", "port", "cluster-name", "node"), since="first-seen", until="last-seen",
+                  member_column=None, shared=True), _ATTACHMENT_COLUMNS),
+    Command("attachment-history-show", "history",
+            "display the attachments at a past time (snapshot-time) or their changes in a time window",
+            Table(ATTACHMENTS, ("switch", "port", "cluster-name", "node"), member_column=None, shared=True),
+            _ATTACHMENT_HISTORY_COLUMNS,
+            range_columns=("time", "change", "switch", "port", "node", "cluster-name", "learned-by",
+                           "oper-status", "in-utilization", "in-discard-percent", "out-discard-percent")),
+    Command("unplaced-node-show", "show", "display the Kubernetes nodes no switch could place, and why",
+            Table(UNPLACED, ("cluster-name", "node"), member_column=None, shared=True), _UNPLACED_COLUMNS),
+    Command("topology-source-show", "show", "display this switch's attachment sources and their health",
+            Table(TOPOLOGY_SOURCES, ("name",)), _SOURCE_COLUMNS),
+    Command("lldp-show", "show", "display the LLDP neighbours of this switch",
+            Table(LLDP_NEIGHBORS, ("port", "chassis-id")), _LLDP_COLUMNS),
+    Command("k8s-node-show", "show", "display the Kubernetes nodes of the clusters this switch watches",
+            Table(K8S_NODES, ("cluster-name", "name")), _K8S_NODE_COLUMNS),
     Command("connection-show", "show", "display the connection table",
             Table(CONNECTIONS, ("vlan", "vxlan", "src-ip", "dst-ip", "src-port", "dst-port", "protocol"),
                   since="first-seen", until="last-seen"),
@@ -409,7 +536,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("capture-erspan-session-show", "show", "display ERSPAN/GRE mirror sessions",
             Table(CAPTURE_SESSIONS, ("source", "session-id"), until="last-seen"), _CAPTURE_SESSION_COLUMNS),
     Command("fabric-node-show", "show", "display the nodes of the fabric",
-            Table(FABRIC_NODES, ("name",), until="last-seen"), _NODE_COLUMNS),
+            Table(FABRIC_NODES, ("name",), until="last-seen", member_column=None, shared=True), _NODE_COLUMNS),
     Command("pager", "builtin", "pager on|off (accepted; output is never paged)"),
     Command("help", "builtin", "help [command]: list commands, or one command's parameters"),
     Command("exit", "builtin", "leave the shell"),
@@ -441,3 +568,4 @@ class ParsedCommand:
     vertical: bool | None = None  # `layout`; None: the command's usual layout
     snapshot: str | None = None  # vport-history-show snapshot-time
     args: list[str] = field(default_factory=list)  # builtin arguments
+    switch: str | None = None  # `switch NAME|* COMMAND`: the fabric member(s) that answer

@@ -8,6 +8,7 @@ path.  Every failure becomes one line naming the command.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from core.times import TimeFilterError, TimeFormatError, parse_duration, parse_r
 
 from . import render
 from .render import try_parse_epoch
-from .backend import Backend, Edit
-from .commands import Column, Command, ParsedCommand
+from .backend import Backend, Edit, FabricAnswer
+from .commands import ATTACHMENTS, VPORTS, Column, Command, ParsedCommand, Table
 from .errors import CliError
 from .parser import command_help, find_command, general_help, parse
 
@@ -70,6 +71,8 @@ class Engine:
                 return Outcome(await self._settings_show(p))
             if cmd.kind == "history":
                 return Outcome(await self._history(p))
+            if cmd.kind == "location":
+                return Outcome(await self._location(p))
             await self._change(p)
             return Outcome()
         except TimeFilterError as exc:
@@ -94,6 +97,8 @@ class Engine:
     # -- show ----------------------------------------------------------------------
     async def _show(self, p: ParsedCommand) -> str:
         cmd = p.command
+        if p.switch is not None:
+            return await self._fabric_show(p)
         rows = [_normalize(r, cmd) for r in await self.backend.rows(cmd.table)]
         rows = [r for r in rows if _matches(r, p.filters, cmd)]
         if p.times:
@@ -102,8 +107,96 @@ class Engine:
         rows.sort(key=lambda r: tuple(_sort_value(r.get(k)) for k in cmd.table.keys))
         return self._render(p, rows, cmd.default_columns)
 
+    # -- fabric-wide: `switch NAME|* COMMAND` ---------------------------------------
+    async def _fabric_show(self, p: ParsedCommand, t: float | None = None) -> str:
+        """One table from the members' answers, with the member that answered, and who did not answer."""
+        cmd = p.command
+        if t is None:
+            answer = await self.backend.fabric_rows(cmd.table, p.switch or "*")
+        else:
+            answer = await self.backend.fabric_snapshot(cmd.table, t, p.switch or "*")
+            if cmd.table.path == VPORTS:    # locations from the attachments then (replicated: ours will do)
+                _add_locations([row for _member, row in answer.rows], await self._attachments_at(t))
+        wide = _with_member_column(cmd)
+        p = dataclasses.replace(p, command=wide)
+        rows = self._fabric_rows(wide, answer)
+        rows = [r for r in rows if _matches(r, p.filters, wide)]
+        if p.times:
+            t1, t2 = parse_window(p.times, now=self.now())
+            rows = [r for r in rows if _in_window(r, wide, t1, t2)]
+        member = wide.table.member_column
+        rows.sort(key=lambda r: (_sort_value(r.get(member)) if member else (),
+                                 *(_sort_value(r.get(k)) for k in wide.table.keys)))
+        default = wide.default_columns
+        if t is not None:
+            default = [c.name for c in wide.columns if c.default and c.name not in ("time", "change")]
+        return _with_missing(self._render(p, rows, default), answer, self.as_json)
+
+    def _fabric_rows(self, cmd: Command, answer: FabricAnswer) -> list[dict]:
+        table = cmd.table
+        rows, seen = [], set()
+        for member, row in answer.rows:
+            row = _normalize(row, cmd)
+            if table.member_column and not row.get(table.member_column):
+                row[table.member_column] = member
+            if table.shared:
+                ident = tuple(str(row.get(k)) for k in table.keys)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+            rows.append(row)
+        return rows
+
+    async def _attachments_at(self, t: float) -> list[dict]:
+        """Every attachment at ``t`` (none when this agent keeps no attachment history)."""
+        try:
+            return await self.backend.snapshot(_ATTACHMENT_TABLE, t)
+        except CliError:
+            return []
+
+    # -- where a pod is plugged in ----------------------------------------------------
+    async def _location(self, p: ParsedCommand) -> str:
+        """Pods (vPorts), their node's attachments and the ports' health: now, or at snapshot-time."""
+        cmd = p.command
+        at = _point_in_time(p.snapshot, self.now()) if p.snapshot else None
+        attachment_table = _ATTACHMENT_TABLE
+        missing: FabricAnswer | None = None
+        if p.switch is not None:
+            missing = (await self.backend.fabric_rows(cmd.table, p.switch) if at is None
+                       else await self.backend.fabric_snapshot(cmd.table, at, p.switch))
+            vports = [row for _member, row in missing.rows]
+        elif at is None:
+            vports = await self.backend.rows(cmd.table)
+        else:
+            vports = await self.backend.snapshot(cmd.table, at)
+        if at is None:
+            attachments = await self.backend.rows(attachment_table)
+        else:
+            attachments = await self.backend.snapshot(attachment_table, at)
+        by_node: dict[tuple[str, str], list[dict]] = {}
+        for a in attachments:
+            by_node.setdefault((str(a.get("cluster-name")), str(a.get("node"))), []).append(a)
+        rows = []
+        for v in vports:
+            v = _normalize(v, cmd)
+            if not _matches(v, {k: w for k, w in p.filters.items() if k in _POD_LEAVES}, cmd):
+                continue
+            pod = {k: v.get(k) for k in _POD_LEAVES}
+            links = by_node.get((str(v.get("svc-name")), str(v.get("hostname"))))
+            if not links:
+                rows.append({**pod, "note": "the node is not placed on any switch port"})
+                continue
+            for a in links:
+                rows.append(_normalize({**pod, **{k: a.get(k) for k in _PORT_LEAVES}}, cmd))
+        rows = [r for r in rows if _matches(r, p.filters, cmd)]
+        rows.sort(key=lambda r: (_sort_value(r.get("ip")), _sort_value(r.get("switch")), _sort_value(r.get("port"))))
+        text = self._render(p, rows, cmd.default_columns)
+        return _with_missing(text, missing, self.as_json) if missing is not None else text
+
     async def _settings_show(self, p: ParsedCommand) -> str:
         cmd = p.command
+        if p.switch is not None:   # one row per member: a table unless `layout vertical` was asked for
+            return await self._fabric_show(dataclasses.replace(p, vertical=bool(p.vertical)))
         row = _normalize(await self.backend.settings(cmd.table), cmd)
         rows = [row] if _matches(row, p.filters, cmd) else []
         if self.as_json:
@@ -118,14 +211,25 @@ class Engine:
     async def _history(self, p: ParsedCommand) -> str:
         cmd = p.command
         now = self.now()
+        if p.switch is not None:
+            if p.times:
+                raise CliError("the switch prefix takes snapshot-time; ask the member itself for a time range")
+            return await self._fabric_show(p, _point_in_time(p.snapshot, now) if p.snapshot else now)
         if p.times:
             t1, t2 = parse_window(p.times, now=now)
             rows = await self.backend.changes(cmd.table, t1, t2)
-            default = list(_HISTORY_RANGE_DEFAULT) if cmd.table.keys == ("ip",) else \
-                ["time", "change"] + [c.name for c in cmd.columns if c.default and c.name not in ("time", "change")]
+            if cmd.range_columns:
+                default = list(cmd.range_columns)
+            elif cmd.table.keys == ("ip",):
+                default = list(_HISTORY_RANGE_DEFAULT)
+            else:
+                default = ["time", "change"] + [c.name for c in cmd.columns
+                                                if c.default and c.name not in ("time", "change")]
         else:
             at = _point_in_time(p.snapshot, now) if p.snapshot else now
             rows = await self.backend.snapshot(cmd.table, at)
+            if cmd.table.path == VPORTS:    # the time machine keeps locations in attachment versions
+                _add_locations(rows, await self._attachments_at(at))
             default = [c.name for c in cmd.columns if c.default and c.name not in ("time", "change")]
         rows = [_normalize(r, cmd) for r in rows]
         rows = [r for r in rows if _matches(r, p.filters, cmd)]
@@ -167,8 +271,9 @@ class Engine:
     async def _change(self, p: ParsedCommand) -> None:
         cmd = p.command
         values = dict(p.values)
+        target = p.switch
         if cmd.kind == "settings-modify":
-            await self.backend.apply(Edit("merge", cmd.table.path, {}, values))
+            await self.backend.apply(Edit("merge", cmd.table.path, {}, values), target)
             return
         # configured entries only: a deleted connection's state may linger until its producer notices
         existing = {str(r.get(cmd.key)) for r in await self.backend.rows(cmd.table, config_only=True)}
@@ -181,17 +286,60 @@ class Engine:
         if cmd.kind == "create":
             if str(name) in existing:
                 raise CliError(f"{what} already exists")
-            await self.backend.apply(Edit("create", cmd.table.path, {cmd.key: name}, values))
+            await self.backend.apply(Edit("create", cmd.table.path, {cmd.key: name}, values), target)
             return
         if str(name) not in existing:
             raise CliError(f"{what} does not exist")
         if cmd.kind == "delete":
-            await self.backend.apply(Edit("delete", cmd.table.path, {cmd.key: name}))
+            await self.backend.apply(Edit("delete", cmd.table.path, {cmd.key: name}), target)
             return
         if not values:
             words = ", ".join(w for o in cmd.options if o.name != cmd.key for w in o.words)
             raise CliError(f"nothing to change (parameters: {words})")
-        await self.backend.apply(Edit("merge", cmd.table.path, {cmd.key: name}, values))
+        await self.backend.apply(Edit("merge", cmd.table.path, {cmd.key: name}, values), target)
+
+
+_ATTACHMENT_TABLE = Table(ATTACHMENTS, ("switch", "port", "cluster-name", "node"))
+
+
+def _add_locations(vports: list[dict], attachments: list[dict]) -> None:
+    """switch/port of each vPort's node, from attachment rows (in place)."""
+    links: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a in attachments:
+        links.setdefault((str(a.get("cluster-name")), str(a.get("node"))), []).append(
+            (str(a.get("switch")), str(a.get("port"))))
+    for v in vports:
+        pairs = sorted(links.get((str(v.get("svc-name")), str(v.get("hostname"))), ()))
+        if pairs:
+            v["switch"], v["port"] = [s for s, _ in pairs], [p for _, p in pairs]
+
+
+#: vport-location-show: the pod's leaves (from the vPort) and the port's (from the attachment)
+_POD_LEAVES = ("ip", "entity", "namespace", "svc-name", "hostname")
+_PORT_LEAVES = ("switch", "port", "learned-by", "oper-status", "speed", "in-utilization", "out-utilization",
+                "in-discard-percent", "out-discard-percent", "note")
+
+
+def _with_member_column(cmd: Command) -> Command:
+    """The command with a column naming the answering member, when its rows have none."""
+    member = cmd.table.member_column
+    if member is None or cmd.column(member) is not None:
+        return cmd
+    return dataclasses.replace(cmd, columns=(Column(member, "fabric member that answered"),) + cmd.columns)
+
+
+def _with_missing(text: str, answer: FabricAnswer, as_json: bool) -> str:
+    """A fabric-wide answer's text, then one line per member that did not answer (never left out silently)."""
+    if not answer.missing:
+        return text
+    if as_json:
+        import json
+
+        rows = json.loads(text) if text else []
+        rows += [{"switch": member, "error": reason} for member, reason in answer.missing]
+        return json.dumps(rows, indent=2)
+    lines = [f"switch {member}: no answer ({reason})" for member, reason in answer.missing]
+    return "\n".join(([text] if text else []) + lines)
 
 
 def _point_in_time(text: str, now: float) -> float:

@@ -8,17 +8,16 @@ entry, or one subtree for the whole path all turn into the same rows.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import grpc
-from pygnmi.spec.v080 import gnmi_ext_pb2, gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi_proto import gnmi_ext_pb2, gnmi_pb2, gnmi_pb2_grpc
 
 from .backend import NODES_TABLE, Edit, node_name_from
 from .commands import Table
 from .errors import CliError, NotImplementedByAgent
-
-JSON_IETF = gnmi_pb2.Encoding.Value("JSON_IETF")
+from .wire import (JSON_IETF, FabricAnswer, collect_container, collect_rows, decode, fabric_answer,  # noqa: F401
+                   set_request, snapshot_extension, to_path, _deleted_keys)
 
 
 class GnmiBackend:
@@ -76,15 +75,29 @@ class GnmiBackend:
     async def settings(self, table: Table) -> dict:
         return collect_container(await self._get(table.path), table)
 
+    async def fabric_rows(self, table: Table, target: str, config_only: bool = False) -> FabricAnswer:
+        kind = gnmi_pb2.GetRequest.CONFIG if config_only else gnmi_pb2.GetRequest.ALL
+        request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
+                                      encoding=JSON_IETF, type=kind)
+        return fabric_answer(await self._fabric_get(request), table, target)
+
+    async def fabric_snapshot(self, table: Table, t: float, target: str) -> FabricAnswer:
+        request = gnmi_pb2.GetRequest(prefix=gnmi_pb2.Path(target=target), path=[to_path(table.path)],
+                                      encoding=JSON_IETF, extension=[snapshot_extension(t)])
+        return fabric_answer(await self._fabric_get(request), table, target)
+
+    async def _fabric_get(self, request: gnmi_pb2.GetRequest) -> list:
+        try:
+            response = await self._stub.Get(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND and "fabric member" not in (exc.details() or ""):
+                return []
+            raise self._error(exc) from None
+        return list(response.notification)
+
     # -- writing ---------------------------------------------------------------------
-    async def apply(self, edit: Edit) -> None:
-        path = to_path(edit.path, edit.key)
-        if edit.op == "delete" and edit.key:
-            request = gnmi_pb2.SetRequest(delete=[path])
-        else:
-            value = {**edit.key, **edit.leaves}
-            val = gnmi_pb2.TypedValue(json_ietf_val=json.dumps(value).encode())
-            request = gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(path=path, val=val)])
+    async def apply(self, edit: Edit, target: str | None = None) -> None:
+        request = set_request(edit, target)
         try:
             await self._stub.Set(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
@@ -178,140 +191,3 @@ def _read(path: str | None) -> bytes | None:
         return Path(path).read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
-
-
-# -- paths and values ------------------------------------------------------------------
-def to_path(schema_path: str, key: dict | None = None) -> gnmi_pb2.Path:
-    """A gNMI Path for a schema path, keys on its last element."""
-    names = schema_path.strip("/").split("/")
-    elems = [gnmi_pb2.PathElem(name=n) for n in names]
-    if key:
-        elems[-1] = gnmi_pb2.PathElem(name=names[-1], key={k: str(v) for k, v in key.items()})
-    return gnmi_pb2.Path(elem=elems)
-
-
-def _local(name: str) -> str:
-    return name.rpartition(":")[2]
-
-
-def _strip(value: object) -> object:
-    """JSON with module prefixes removed from member names."""
-    if isinstance(value, dict):
-        return {_local(k): _strip(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
-def decode(tv: gnmi_pb2.TypedValue) -> object:
-    """A TypedValue as plain Python (JSON decoded, module prefixes dropped)."""
-    kind = tv.WhichOneof("value")
-    if kind in ("json_ietf_val", "json_val"):
-        return _strip(json.loads(getattr(tv, kind) or b"null"))
-    if kind == "leaflist_val":
-        return [decode(e) for e in tv.leaflist_val.element]
-    if kind == "decimal_val":
-        return tv.decimal_val.digits / (10 ** tv.decimal_val.precision)
-    if kind is None:
-        return None
-    if kind in ("bytes_val", "any_val", "proto_bytes"):
-        return None
-    return getattr(tv, kind)
-
-
-def _elems(n: gnmi_pb2.Notification, path: gnmi_pb2.Path) -> list:
-    prefix = list(n.prefix.elem) if n.HasField("prefix") else []
-    return prefix + list(path.elem)
-
-
-def _flatten(entry: dict) -> dict:
-    """A list entry's leaves with its containers' leaves (e.g. state) merged in."""
-    row: dict = {}
-    for name, value in entry.items():
-        if isinstance(value, dict):
-            row.update(_flatten(value))
-        else:
-            row[name] = value
-    return row
-
-
-def collect_rows(notifications: list, table: Table) -> dict[tuple, dict]:
-    """Rows of a list from notifications, whatever level the updates are at."""
-    want = [_local(n) for n in table.path.strip("/").split("/")]
-    depth = len(want)
-    rows: dict[tuple, dict] = {}
-
-    def add(row: dict, ts: float, key: dict | None = None) -> None:
-        if key:
-            row = {**{k: v for k, v in key.items() if k not in row}, **row}
-        ident = tuple(str(row.get(k)) for k in table.keys)
-        merged = rows.setdefault(ident, {})
-        merged.update(row)
-        merged["_ts"] = max(merged.get("_ts") or 0.0, ts) or None
-
-    for n in notifications:
-        ts = n.timestamp / 1e9 if n.timestamp else 0.0
-        for update in n.update:
-            elems = _elems(n, update.path)
-            names = [_local(e.name) for e in elems]
-            value = decode(update.val)
-            if len(names) <= depth and names == want[: len(names)]:
-                for name in want[len(names):]:
-                    value = value.get(name) if isinstance(value, dict) else None
-                if value is None:
-                    continue
-                if isinstance(value, dict):
-                    key = _keys(elems[:depth]) if len(names) == depth else None
-                    add(_flatten(value), ts, key)
-                elif isinstance(value, list):
-                    for entry in value:
-                        if isinstance(entry, dict):
-                            add(_flatten(entry), ts)
-            elif names[:depth] == want:
-                key = _keys(elems[:depth])
-                rest = names[depth:]
-                row = _flatten(value) if isinstance(value, dict) else {rest[-1]: value}
-                add(row, ts, key)
-    return rows
-
-
-def collect_container(notifications: list, table: Table) -> dict:
-    """A container's leaves from notifications."""
-    want = [_local(n) for n in table.path.strip("/").split("/")]
-    depth = len(want)
-    out: dict = {}
-    for n in notifications:
-        for update in n.update:
-            names = [_local(e.name) for e in _elems(n, update.path)]
-            value = decode(update.val)
-            if len(names) <= depth and names == want[: len(names)]:
-                for name in want[len(names):]:
-                    value = value.get(name) if isinstance(value, dict) else None
-                if isinstance(value, dict):
-                    out.update(_flatten(value))
-            elif names[:depth] == want and len(names) > depth:
-                if isinstance(value, dict):
-                    out.update(_flatten(value))
-                else:
-                    out[names[-1]] = value
-    return out
-
-
-def _deleted_keys(n: gnmi_pb2.Notification, table: Table) -> list[dict]:
-    """Keys of list entries a notification deletes."""
-    want = [_local(x) for x in table.path.strip("/").split("/")]
-    out = []
-    for path in n.delete:
-        elems = _elems(n, path)
-        names = [_local(e.name) for e in elems]
-        if names == want and elems[-1].key:
-            out.append(_keys(elems))
-    return out
-
-
-def _keys(elems) -> dict:
-    """The list keys along a path (a nested list's entry is named by its parents' keys too)."""
-    out: dict = {}
-    for e in elems:
-        out.update(e.key)
-    return out

@@ -1,4 +1,8 @@
-"""Netvisor argument syntax: `command [param value]... [flag]...`, help and completion.
+"""Netvisor argument syntax: `[switch NAME|*] command [param value]... [flag]...`, help and completion.
+
+`switch NAME` runs the command on that fabric member, `switch *` on every
+member (one table with a column naming the member that answered), as on a
+Netvisor fabric.
 
 Show commands take a filter per column (`vport-show hostname server1`),
 boolean columns as flags (`k8s-connection-show enable`, `disable`,
@@ -51,13 +55,22 @@ def parse(line: str | list[str]) -> ParsedCommand | None:
     words = split(line) if isinstance(line, str) else list(line)
     if not words:
         return None
+    switch = None
+    if words[0] == "switch":
+        if len(words) < 3:
+            raise CliError("switch: give a fabric member name (or * for all) and a command: switch * vport-show")
+        switch, words = words[1], words[2:]
+        if not switch:
+            raise CliError("switch: the member name is empty")
     cmd = find_command(words[0])
     args = words[1:]
     if cmd.kind == "builtin":
         return ParsedCommand(cmd, args=args)
     if "?" in args:
         return ParsedCommand(COMMANDS["help"], args=[cmd.name])
-    parsed = ParsedCommand(cmd)
+    if switch is not None and cmd.kind == "builtin":
+        raise CliError(f"switch: {cmd.name} runs here, not on a fabric member")
+    parsed = ParsedCommand(cmd, switch=switch)
     if cmd.is_show:
         _parse_show(cmd, args, parsed)
     else:
@@ -96,7 +109,7 @@ def _parse_show(cmd: Command, args: list[str], p: ParsedCommand) -> None:
             p.filters[word] = _take(cmd, args, i, word)
         elif word in TIME_FILTERS and cmd.takes_time_filters:
             p.times[word] = _take(cmd, args, i, word)
-        elif word == SNAPSHOT_TIME and cmd.kind == "history":
+        elif word == SNAPSHOT_TIME and cmd.takes_snapshot:
             p.snapshot = _take(cmd, args, i, word)
         elif word == "format":
             p.columns = _columns(cmd, _take(cmd, args, i, word))
@@ -172,7 +185,7 @@ def parameters(cmd: Command) -> list[tuple[str, str]]:
     """(word, help) of every parameter a command takes, in display order."""
     out: list[tuple[str, str]] = []
     if cmd.is_show:
-        if cmd.kind == "history":
+        if cmd.takes_snapshot:
             out.append((SNAPSHOT_TIME, SNAPSHOT_TIME_HELP))
         for c in cmd.columns:
             if c.kind == "bool":
@@ -216,6 +229,10 @@ def context_help(line: str) -> str:
         words = split(line)
     except CliError:
         words = line.split()
+    if words[:1] == ["switch"]:
+        if len(words) < 2 or (len(words) == 2 and not line.endswith(" ")):
+            return "  switch NAME|*  run the command on that fabric member, or on every member"
+        words = words[2:]
     if not words or (len(words) == 1 and not line.endswith(" ")):
         prefix = words[0] if words else ""
         names = [n for n in command_names() if n.startswith(prefix)]
@@ -239,6 +256,10 @@ def complete(line: str) -> list[str]:
     except CliError:
         return []
     current = "" if ends_with_space else (words.pop() if words else "")
+    if words[:1] == ["switch"]:
+        if len(words) == 1:
+            return []          # the member name
+        words = words[2:]
     if not words:
         return [n for n in command_names() if n.startswith(current)]
     try:

@@ -15,7 +15,7 @@ from core.times import format_rfc3339_ns, try_parse_rfc3339
 from .commands import Column
 
 _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
-NUMERIC = ("int", "bytes", "usec", "secs", "proto")
+NUMERIC = ("int", "bytes", "usec", "secs", "proto", "bps", "pct")
 
 
 def try_parse_epoch(value: object) -> float | None:
@@ -66,6 +66,10 @@ def show(value: object, kind: str) -> str:
         return duration(value)
     if kind == "proto":
         return _PROTOCOLS.get(int(value), str(value))
+    if kind == "bps":
+        return _bps(value)
+    if kind == "pct":
+        return f"{value:.2f}%"
     if kind == "time":
         return _time(value)
     return str(value)
@@ -89,6 +93,15 @@ def _usec(value: float) -> str:
     if value < 1_000_000:
         return f"{value / 1000:.2f}ms"
     return f"{value / 1_000_000:.2f}s"
+
+
+def _bps(value: float) -> str:
+    """Bits per second as port speeds are said: 10G, 25G, 100M."""
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= size:
+            figure = value / size
+            return f"{figure:.0f}{unit}" if figure == int(figure) else f"{figure:.1f}{unit}"
+    return str(int(value))
 
 
 def _bytes(value: float) -> str:

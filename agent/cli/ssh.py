@@ -107,9 +107,10 @@ class CliSshServer:
     """The CLI shell served over SSH by a running agent."""
 
     def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str, settings=None,
-                 max_sessions: int = MAX_SESSIONS, nacm=None) -> None:
+                 max_sessions: int = MAX_SESSIONS, nacm=None, forwarder=None) -> None:
         self.ds = ds
         self.nacm = nacm
+        self.forwarder = forwarder   # agent.forward.FabricForwarder: the `switch NAME|*` prefix
         self.auth = authenticator
         self.max_sessions = max_sessions
         self.sessions = 0
@@ -166,7 +167,7 @@ class CliSshServer:
             return
         engine = Engine(DatastoreBackend(self.ds, user, face="cli-ssh",
                                          peer=f"{peer[0]}:{peer[1]}" if peer else "", nacm=self.nacm,
-                                         authenticator=self.auth))
+                                         authenticator=self.auth, forwarder=self.forwarder))
         self.sessions += 1
         try:
             if process.command:

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from agent.logs import setup_audit_log, setup_logging
-from agent.settings import Settings, SettingsError, parse_erspan_addr, parse_interfaces, split_endpoints
+from agent.settings import (Settings, SettingsError, parse_erspan_addr, parse_interfaces, split_endpoints,
+                            split_sources)
 
 log = logging.getLogger("kubefabric")
 
@@ -47,6 +48,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fabric", help="fabric name (the etcd key prefix)")
     p.add_argument("--role", help="this node's role shown in fabric-node-show")
     p.add_argument("--owner-grace", type=float, help="seconds an owner may stay offline before another node takes over")
+    p.add_argument("--gnmi-advertise", metavar="HOST:PORT",
+                   help="gNMI address the other fabric members use to reach this agent (default --gnmi-addr)")
+    p.add_argument("--fabric-tls-ca", metavar="FILE",
+                   help="CA of the other members' gNMI certificates, for fabric-wide answers (default --tls-client-ca)")
+    p.add_argument("--topology-sources", metavar="lldp,netlink,sflow",
+                   help="attachment sources to use when available (default all; 'none' for none)")
+    p.add_argument("--lldp-socket", metavar="PATH", help="lldpd's control socket (default lldpd's own, when present)")
+    p.add_argument("--topology-interval", type=float, help="seconds between attachment refreshes (default 5)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     p.add_argument("--log-format", choices=["text", "json"], help="log line format")
     p.add_argument("--audit-log", metavar="PATH", help="also append every config change to PATH as JSON lines")
@@ -61,12 +70,15 @@ def settings_from_args(args) -> Settings:
         "netconf_addr", "cli_ssh_addr", "sflow_addr", "sflow_workers", "metrics_addr", "web_addr",
         "fabric", "role", "owner_grace", "log_level", "log_format", "audit_log",
         "etcd_ca", "etcd_cert", "etcd_key", "etcd_server_name", "etcd_user",
+        "gnmi_advertise", "fabric_tls_ca", "lldp_socket", "topology_interval",
     ):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
     if args.etcd:
         settings.etcd = split_endpoints(args.etcd)
+    if args.topology_sources is not None:
+        settings.topology_sources = split_sources(args.topology_sources)
     if getattr(args, "capture_interface", None):
         settings.capture_interfaces = parse_interfaces(args.capture_interface)
     if getattr(args, "erspan_addr", None):

@@ -55,6 +55,8 @@ def banner(demo: DemoFabric, workdir_note: str) -> str:
         cli2 = f"{kf} cli --insecure --gnmi-addr 127.0.0.1:{demo.ports.nodes[1].gnmi}"
         lines += [
             f"   {cli} vport-show                  # where every pod is",
+            f"   {cli} switch '*' vport-show       # the same, asked of every fabric member",
+            f"   {cli} attachment-show             # which switch port each Kubernetes node is plugged into",
             f"   {cli} service-show                # virtual IPs and backends",
             f"   {cli} connection-show             # pod-to-pod connections, state, latency",
             f"   {cli} vport-history-show snapshot-time 30s   # the time machine: the table 30 s ago",

@@ -15,7 +15,7 @@ import copy
 import json
 from dataclasses import dataclass
 
-from .proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.schema import NodeInfo, Schema
 

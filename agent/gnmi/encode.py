@@ -22,7 +22,7 @@ import json
 import struct
 import time
 
-from .proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.schema import NodeInfo
 from core.datastore.tree import build_tree, leaf_json

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .paths import PathError
-from .proto import gnmi_ext_pb2
+from agent.gnmi_proto import gnmi_ext_pb2
 
 _ALLOWED = {
     "Get": {"history", "depth"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from .proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.datastore import Datastore
 

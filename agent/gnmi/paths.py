@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.schema import LeafInfo, NodeInfo, Schema
 

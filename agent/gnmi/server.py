@@ -1,7 +1,10 @@
 """The gNMI face: a grpc.aio server for Capabilities, Get, Set and Subscribe.
 
-Every RPC authenticates first (`auth`), then hands its work to the module
-that owns it: `get`, `edit` (Set through `ds.propose`), `subscribe`.
+Every RPC authenticates first (`auth`, or a fabric member's signed
+assertion: `agent.forward`), then hands its work to the module that owns
+it: `get`, `edit` (Set through `ds.propose`), `subscribe`.  A Get or Set
+whose prefix target names other fabric members is answered by them
+(`agent.forward`, the hook in `_get`/`_set`).
 Get and Subscribe responses are written as protobuf bytes by `encode`, so
 the service is registered with serializers that pass bytes through.
 
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 import grpc
-from .proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.errors import ConfigError
 from core.ports.stats import ComponentStats
@@ -26,9 +29,10 @@ from core.schema import ORGANIZATION
 from . import auth, edit, encode, extensions, history, status
 from .get import get as do_get
 from .paths import PathError
-from .proto import GNMI_PROTO_VERSION
+from agent.gnmi_proto import GNMI_PROTO_VERSION
 from .subscribe import Limits, Session
 from agent.auth import Authenticator
+from agent.forward import FabricForwarder, ForwardError, forwarded, forwarder_of
 from agent.nacm import Nacm, follow, for_authenticator
 from core.datastore import Datastore
 
@@ -61,6 +65,15 @@ def _peer(context) -> str:
     return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
+def _remaining(context) -> float | None:
+    """Seconds left of the caller's deadline (members must answer within it), None when it set none."""
+    try:
+        left = context.time_remaining()
+    except Exception:  # noqa: BLE001
+        return None
+    return max(0.1, left - 0.2) if left is not None and left < 1e6 else None
+
+
 def _split_addr(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
@@ -72,7 +85,8 @@ class GnmiServer:
     def __init__(self, ds: Datastore, authenticator: Authenticator, addr: str = "127.0.0.1:9339", insecure: bool = False,
                  tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
                  limits: Limits | None = None, extra_handlers: tuple = (), max_streams: int = MAX_STREAMS,
-                 max_streams_per_user: int = MAX_STREAMS_PER_USER, nacm: Nacm | None = None) -> None:
+                 max_streams_per_user: int = MAX_STREAMS_PER_USER, nacm: Nacm | None = None,
+                 forwarder: FabricForwarder | None = None) -> None:
         self.ds = ds
         #: NACM (RFC 8341), shared with NETCONF and the CLI: Set is edit-config, reads are filtered by node
         self.nacm = nacm if nacm is not None else follow(for_authenticator(ds.schema, authenticator), ds)
@@ -94,6 +108,8 @@ class GnmiServer:
         }
         self._server: grpc.aio.Server | None = None
         self.arbitration = extensions.MasterArbitration()
+        #: asks other fabric members on a caller's behalf (gNMI `target`), and checks what members forward here
+        self.forwarder = forwarder
 
     @property
     def address(self) -> str:
@@ -175,6 +191,22 @@ class GnmiServer:
             self.stats["auth_failures"] += 1
             await status.abort(context, exc.code, exc.message, error_tag="access-denied")
 
+    async def _caller(self, context, request, rpc: str):
+        """The user behind an RPC: its credentials, or the signed assertion of the member that forwarded it."""
+        if not forwarded(context):
+            return await self._user(context)
+        self.stats["rpcs"] += 1
+        if self.forwarder is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "this agent does not take forwarded requests")
+        try:
+            return self.forwarder.verify(context, request, rpc)
+        except ForwardError as exc:
+            self.stats["auth_failures"] += 1
+            await context.abort(exc.code, exc.message)
+
+    def _foreign(self, target: str) -> bool:
+        return self.forwarder is not None and self.forwarder.wants_forwarding(target)
+
     async def _internal(self, context, rpc: str, exc: Exception) -> None:
         log.exception("gNMI %s failed", rpc, exc_info=exc)
         await status.abort(context, grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(exc).__name__}",
@@ -214,7 +246,22 @@ class GnmiServer:
         return await history.snapshot(self.ds, hist.snapshot_ns)
 
     async def _get(self, request, context):
-        user = await self._user(context)
+        user = await self._caller(context, request, "Get")
+        if self._foreign(request.prefix.target):
+            async def local(req):  # this member's own part of a `*` target
+                exts = extensions.parse("Get", req.extension)
+                return do_get(self.ds, req, await self._snapshot_rows(req), depth=exts.depth,
+                              allowed=self.nacm.read_filter(user.name))
+            try:
+                return await self.forwarder.get(request, user, local, timeout=_remaining(context))
+            except ForwardError as exc:
+                await context.abort(exc.code, exc.message)
+            except PathError as exc:
+                await self._refuse(context, exc, unknown_path_code="UNIMPLEMENTED")
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await self._internal(context, "Get", exc)
         try:
             exts = extensions.parse("Get", request.extension)
             return do_get(self.ds, request, await self._snapshot_rows(request), depth=exts.depth,
@@ -227,8 +274,45 @@ class GnmiServer:
             await self._internal(context, "Get", exc)
 
     async def _set(self, request, context):
-        user = await self._user(context)
+        user = await self._caller(context, request, "Set")
         peer = _peer(context)
+        if forwarded(context):
+            peer = f"{peer} via fabric member {forwarder_of(context)}"
+        if self._foreign(request.prefix.target):
+            async def local(req):  # this member's own part of a `*` target, refusals as the forwarder reports them
+                try:
+                    return await self._apply_set(req, user, peer)
+                except auth.AuthError as exc:
+                    raise ForwardError(exc.code, exc.message) from None
+                except PathError as exc:
+                    raise ForwardError(grpc.StatusCode[exc.code], exc.message) from None
+                except ConfigError as exc:
+                    tag = f"{exc.app_tag or exc.error_tag}: "
+                    where = f" (at {exc.path})" if exc.path and exc.path not in exc.message else ""
+                    raise ForwardError(grpc.StatusCode[exc.grpc_code_name], f"{tag}{exc.message}{where}") from None
+            try:
+                return await self.forwarder.set(request, user, local, timeout=_remaining(context))
+            except ForwardError as exc:
+                await context.abort(exc.code, exc.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await self._internal(context, "Set", exc)
+        try:
+            return await self._apply_set(request, user, peer)
+        except auth.AuthError as exc:
+            await status.abort(context, exc.code, exc.message, error_tag="access-denied")
+        except PathError as exc:
+            await self._refuse(context, exc)
+        except ConfigError as exc:
+            await self._refuse_config(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await self._internal(context, "Set", exc)
+
+    async def _apply_set(self, request, user, peer: str):
+        """Set on this agent (extensions, NACM, the Commit extension); refusals raise, counted in stats."""
         ops: list = []
         try:
             exts = extensions.parse("Set", request.extension)
@@ -253,19 +337,9 @@ class GnmiServer:
                 await self._commit_action(exts.commit, ops, write, user.name)
             if ops:
                 self.stats["set_commits"] += 1
-        except auth.AuthError as exc:
+        except (auth.AuthError, PathError, ConfigError):
             self.stats["set_rejected"] += 1
-            await status.abort(context, exc.code, exc.message, error_tag="access-denied")
-        except PathError as exc:
-            self.stats["set_rejected"] += 1
-            await self._refuse(context, exc)
-        except ConfigError as exc:
-            self.stats["set_rejected"] += 1
-            await self._refuse_config(context, exc)
-        except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001
-            await self._internal(context, "Set", exc)
         now = time.time_ns()
         return gnmi_pb2.SetResponse(
             prefix=request.prefix,
@@ -319,6 +393,8 @@ class GnmiServer:
             confirmed.set_timeout(owner, commit.id, seconds)
 
     async def _subscribe(self, request_iterator, context):
+        if forwarded(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "forwarded requests are Get and Set only")
         user = await self._user(context)
         open_streams = sum(self._streams.values())
         if open_streams >= self.max_streams:
@@ -335,6 +411,10 @@ class GnmiServer:
                 first = await request_iterator.__anext__()
             except StopAsyncIteration:
                 return
+            if first.WhichOneof("request") == "subscribe" and self._foreign(first.subscribe.prefix.target):
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                                    "a prefix target naming other fabric members is served for Get and Set; "
+                                    "subscribe on that member itself")
             if first.WhichOneof("request") == "subscribe" and \
                     len(first.subscribe.subscription) > MAX_SUBSCRIPTIONS_PER_REQUEST:
                 await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,

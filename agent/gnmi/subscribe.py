@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.changefeed import Change
 from core.datastore import Datastore

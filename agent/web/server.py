@@ -12,6 +12,9 @@ step) and a few JSON endpoints it polls:
 ``/api/connections``   top talkers of the connection table (``?limit=N``)
 ``/api/changes``       vPort and service-backend changes in ``?from=T1&to=T2``
                        (the ticks under the time slider)
+``/api/fabric``        the fabric drawing: switches, their ports (health),
+                       the nodes on them and the pods in the nodes, and the
+                       unplaced nodes; ``?at=T`` as it was at T
 =====================  ===================================================
 
 Live answers come from ``ds.read()``; past answers from the time machine
@@ -58,6 +61,11 @@ CNI = schema_paths.K8S_CNI
 FABRIC = schema_paths.FABRIC
 FABRIC_NODE = schema_paths.FABRIC_NODE
 SFLOW_STATS = schema_paths.SFLOW_STATS
+ATTACHMENT = schema_paths.ATTACHMENT
+UNPLACED = schema_paths.UNPLACED
+#: port leaves the drawing shows
+PORT_LEAVES = ("ifindex", "oper-status", "speed", "in-utilization", "out-utilization", "in-discard-percent",
+               "out-discard-percent", "in-errors", "out-errors")
 CONN_SETTINGS = schema_paths.CONNECTION_SETTINGS
 
 MAX_CONNECTIONS_SHOWN = 500
@@ -102,6 +110,13 @@ def _iso(t: float) -> str:
     return format_rfc3339_ns(int(t * 1e9), digits=0)
 
 
+def _port_order(name: str) -> tuple:
+    """eth2 before eth10: names compared by their text and number parts."""
+    import re
+
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
+
+
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(value)
@@ -135,6 +150,7 @@ class WebServer:
         app.router.add_get("/api/services", self._services)
         app.router.add_get("/api/connections", self._connections)
         app.router.add_get("/api/changes", self._changes)
+        app.router.add_get("/api/fabric", self._fabric)
         app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
         return app
 
@@ -294,6 +310,43 @@ class WebServer:
             rows.append(entry)
         return web.json_response({"total": len(table), "connections": rows})
 
+    async def _fabric(self, request: web.Request) -> web.Response:
+        """Switches -> ports -> nodes -> pods, live or at ?at=T (attachments and vPorts from the time machine)."""
+        at = self._at(request)
+        members = {key[0]: row.get("state", "") for key, row, _ in self.ds.read(FABRIC_NODE)}
+        if at is None:
+            attachments = [(key, row) for key, row, _ in self.ds.read(ATTACHMENT)]
+            vports = [row for _key, row, _ in self.ds.read(VPORT)]
+            unplaced = [{"cluster-name": key[0], "node": key[1], **row} for key, row, _ in self.ds.read(UNPLACED)]
+            source = "live"
+        else:
+            self._history_or_404()
+            attachments = [(row.key, row.values) for row in
+                           (await self.ds.history.rows_at(ATTACHMENT, at, limit=MAX_ROWS)).items]
+            vports = [{**row.values, "ip": row.key[0]} for row in
+                      (await self.ds.history.rows_at(VPORT, at, limit=MAX_ROWS)).items]
+            unplaced = []
+            source = "history"
+        pods: dict[tuple[str, str], list[dict]] = {}
+        for v in vports:
+            pods.setdefault((str(v.get("svc-name", "")), str(v.get("hostname", ""))), []).append(
+                {"ip": v.get("ip"), "entity": v.get("entity"), "namespace": v.get("namespace"),
+                 "power": v.get("power")})
+        switches: dict[str, dict] = {}
+        for (switch, port, cluster, node), row in attachments:
+            sw = switches.setdefault(switch, {"name": switch, "state": members.get(switch, "unknown"), "ports": {}})
+            entry = sw["ports"].setdefault(port, {"port": port, **{k: row[k] for k in PORT_LEAVES if k in row},
+                                                  "nodes": []})
+            entry["nodes"].append({"node": node, "cluster-name": cluster, "learned-by": row.get("learned-by", []),
+                                   "note": row.get("note", ""),
+                                   "pods": sorted(pods.get((cluster, node), []), key=lambda p: str(p["entity"]))})
+        out = []
+        for name in sorted(switches):
+            sw = switches[name]
+            out.append({**sw, "ports": [sw["ports"][p] for p in sorted(sw["ports"], key=_port_order)]})
+        return web.json_response({"source": source, "at": at, "at-text": _iso(at) if at else None,
+                                  "switches": out, "unplaced": unplaced})
+
     async def _changes(self, request: web.Request) -> web.Response:
         self._history_or_404()
         now = time.time()
@@ -301,11 +354,11 @@ class WebServer:
         start = parse_time(request.query["from"]) if request.query.get("from") else end - 3600
         if start >= end:
             raise TimeError("from must be before to")
-        page = await self.ds.history.changes(start, end, kinds=("vport", "member"), limit=MAX_CHANGES)
+        page = await self.ds.history.changes(start, end, kinds=("vport", "member", "attachment"), limit=MAX_CHANGES)
         changes = []
         for change in page.items:
             data = change.data or {}
-            name = data.get("entity") or data.get("pod") or ""
+            name = data.get("entity") or data.get("pod") or data.get("node") or ""
             changes.append({"time": change.time, "op": change.op, "kind": change.kind,
                             "cluster": change.cluster, "key": change.key,
                             "member": change.member or "", "name": name})

@@ -20,6 +20,7 @@ from core.times import format_rfc3339
 
 from . import cni
 from .kubeconfig import KubeClient, KubeconfigError, open_client
+from .location import node_row
 from .services import BackendKey, ServiceIndex, member_id
 from .sink import ClusterSink
 from .vports import PodView, pod_view
@@ -35,6 +36,7 @@ CNI_PATH = schema_paths.K8S_CNI
 SERVICE_PATH = schema_paths.K8S_SERVICE
 BACKEND_PATH = schema_paths.K8S_SERVICE_BACKEND
 VPORT_PATH = schema_paths.VPORT
+NODE_PATH = schema_paths.K8S_NODE
 
 PODS = Resource("pods")
 SERVICES = Resource("services")
@@ -238,6 +240,9 @@ class ClusterConnection:
             self._replace_slices(items, now)
         elif resource == NODES:
             self.nodes = {str(_meta(n).get("name")): _minimal_node(n) for n in items}
+            cluster = self.name
+            self.sink.state.replace_where(NODE_PATH, {(cluster, str(_meta(n).get("name"))): node_row(n) for n in items},
+                                          lambda key, _v: key[0] == cluster)
             self._maybe_detect()
         else:
             self._replace_cni_source(resource, items)
@@ -275,8 +280,10 @@ class ClusterConnection:
             before = self.nodes.get(name)
             if deleted:
                 self.nodes.pop(name, None)
+                self.sink.state.delete(NODE_PATH, (self.name, name))
             else:
                 self.nodes[name] = _minimal_node(obj)
+                self.sink.state.upsert(NODE_PATH, (self.name, name), node_row(obj))
             if before != self.nodes.get(name):
                 self._maybe_detect()
         else:
@@ -499,6 +506,8 @@ class ClusterConnection:
             self.sink.state.delete(CNI_PATH, (self.name,))
             self.cni_info = None
         self.sink.history.end_cluster(self.name, now)
+        for name in self.nodes:
+            self.sink.state.delete(NODE_PATH, (self.name, name))
         self.nodes.clear()
 
 

@@ -33,9 +33,11 @@ from typing import Any, ContextManager
 from core.ports.fabric import FabricMembership
 from core.ports.history import HistoryWriter
 from core.ports.state import ConfigFollower, ConfigWriter, StateWriter, Unsubscribe
+from core.ports.topology import LocationChange, NodeLocator
 from core.tasks import cancel_and_wait
 
 from .cluster import CONNECTION_STATE, VPORT_PATH, ClusterConnection
+from .location import Locating, gc_paused, without_location
 from .ownership import OwnerTakeover
 from .vports import IpTable, PodView
 
@@ -53,7 +55,9 @@ class K8sManager:
     ``K8sManager(state, config, history, node_name, data_dir)``; ``await
     start()``, ``await stop()``.  With ``membership`` and ``writer`` on a
     replicated fabric it also takes over connections of owners offline for
-    ``owner_grace`` seconds.  ``watch_options`` (keyword arguments of
+    ``owner_grace`` seconds.  With a ``locator`` (the topology producer)
+    vPort rows carry the switches and ports of their node and, when a switch
+    resolved the pod's address, its real MAC and VLAN.  ``watch_options`` (keyword arguments of
     :class:`~collectors.k8s.watcher.Watcher`, plus ``backoff_base`` and
     ``backoff_cap``) tune timeouts; tests shorten them.
     """
@@ -61,7 +65,7 @@ class K8sManager:
     def __init__(self, state: StateWriter, config: ConfigFollower, history: HistoryWriter, node_name: str,
                  data_dir: Path, *, membership: FabricMembership | None = None, writer: ConfigWriter | None = None,
                  owner_grace: float = 10.0, watch_options: dict | None = None,
-                 state_interval: float = 1.0) -> None:
+                 state_interval: float = 1.0, locator: NodeLocator | None = None) -> None:
         self.state = state
         self.config = config
         self.history = history
@@ -83,6 +87,8 @@ class K8sManager:
         self._reconcile_task: asyncio.Task | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._started = False
+        self.locating = Locating(locator) if locator is not None else None
+        self._unlocate: Unsubscribe | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -92,6 +98,8 @@ class K8sManager:
             return
         self._started = True
         self._tasks = [asyncio.create_task(self._state_ticker(), name="k8s-state")]
+        if self.locating is not None:
+            self._unlocate = self.locating.locator.on_change(self._relocate)
         self._unsubscribe = self.config.on_config(self._on_config)
         if self.takeover is not None:
             self.takeover.start()
@@ -103,6 +111,9 @@ class K8sManager:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unlocate is not None:
+            self._unlocate()
+            self._unlocate = None
         if self.takeover is not None:
             await self.takeover.stop()
         await cancel_and_wait(*self._tasks, self._reconcile_task)
@@ -223,11 +234,40 @@ class K8sManager:
                 self.history.end("vport", previous, ip, "", now)
             return
         row = winner.row(ip, self.node_name)
+        if self.locating is not None:
+            self.locating.apply(row, winner.cluster, winner.pod.node, ip)
         if previous is not None and previous != winner.cluster:
             self.history.end("vport", previous, ip, "", now)
         self._shown[ip] = winner.cluster
         self.state.upsert(VPORT_PATH, (ip,), row)
-        self.history.set("vport", winner.cluster, ip, "", row, now)
+        self.history.set("vport", winner.cluster, ip, "", without_location(row) if self.locating else row, now)
+
+    def _relocate(self, change: LocationChange) -> None:
+        """Nodes were (re)placed or addresses resolved: update the location leaves of the rows they touch.
+
+        One feed batch of merges (a few leaves per row); the time machine is not written, since
+        locations are kept in its attachment versions.  The cyclic garbage collector waits for a large
+        batch to end: placing 5,000 nodes at once touches 150,000 rows.
+        """
+        locating = self.locating
+        if locating is None:
+            return
+        nodes, ips = change.nodes, change.ips
+        winner = self.ip_table.winner
+        state = self.state
+        with gc_paused(len(self._shown) > 10_000), state.batch():
+            touched = [(ip, claim) for ip, claim in ((ip, winner(ip)) for ip in self._shown)
+                       if claim is not None and (ip in ips or (claim.cluster, claim.pod.node) in nodes)]
+            for ip, claim in touched:
+                key = (ip,)
+                current = state.get(VPORT_PATH, key)
+                if current is None:
+                    continue
+                leaves, gone = locating.changes(current, claim.cluster, claim.pod.node, ip)
+                if gone:
+                    state.upsert(VPORT_PATH, key, {**without_location(current), **leaves})
+                elif leaves:
+                    state.merge(VPORT_PATH, key, leaves)
 
     # ------------------------------------------------------------------ queries
 

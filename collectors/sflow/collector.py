@@ -20,6 +20,11 @@ collector does not know what consumes them).
   ``accepting`` (connection-stats-settings enable).
 * CNI rows (``/kubefabric-k8s:k8s/cni`` udp-port, followed on the feed) add
   their VXLAN ports to the configured ones.
+* Interfaces: with an ``interface_sink`` (the topology producer, wired by
+  ``agent.runtime``) the collector also hands over the exporters' interface
+  counters and, aggregated, which outer source addresses arrive on which
+  input ifIndex (:mod:`collectors.sflow.interfaces`), every
+  ``publish_interval``.
 * Statistics are SAMPLE data: counters change per datagram but reach the
   datastore at most once per ``stats_interval`` (1 s), totals in
   ``sflow-collector/statistics`` and one row per exporter below it.
@@ -37,10 +42,12 @@ import time
 
 from core import schema_paths
 from core.ports.flows import FlowSink
+from core.ports.topology import InterfaceSink
 from core.ports.state import ChangeSource, ConfigFollower, StateWriter, Unsubscribe
 from core.tasks import cancel_and_wait
 
 from .decoder import decode_datagram
+from .interfaces import InterfaceTally
 from .producer import observations_from_datagram
 from .stats import CollectorStats
 from .workers import WorkerPool, bind_udp
@@ -91,7 +98,8 @@ class SflowCollector:
 
     def __init__(self, state: StateWriter, config: ConfigFollower, feed: ChangeSource, sink: FlowSink | None = None,
                  addr: str = f"0.0.0.0:{DEFAULT_PORT}", workers: int = 1, *,
-                 stats_interval: float = 1.0, publish_interval: float = 0.25, read_pause: float = 0.002) -> None:
+                 stats_interval: float = 1.0, publish_interval: float = 0.25, read_pause: float = 0.002,
+                 interface_sink: InterfaceSink | None = None) -> None:
         self.state = state
         self.config = config
         self.feed = feed
@@ -116,6 +124,8 @@ class SflowCollector:
         self._unsubscribe: list[Unsubscribe] = []
         self._errors = 0
         self._stopped = False
+        self.interface_sink = interface_sink
+        self._tally = InterfaceTally() if interface_sink is not None else None
 
     # ------------------------------------------------------------------ life cycle
     @property
@@ -298,17 +308,21 @@ class SflowCollector:
             sink = self.sink
             if sink is not None and sink.accepting:
                 sink.observe(observations_from_datagram(dg, t))
+            if self._tally is not None:
+                self._tally.add(dg, t)
         except Exception:  # the decoder never raises; this guards everything after it
             self._errors += 1
             self.stats.account(None, 0, 0, 0, 0, True, t)
             if self._errors == 1:
                 log.exception("sFlow datagram could not be processed (counted as malformed)")
 
-    def _on_batch(self, stats: list, samples: list) -> None:
+    def _on_batch(self, stats: list, samples: list, interfaces: tuple | None = None) -> None:
         """A worker's batch (see :mod:`collectors.sflow.workers`)."""
         if not self.enabled:
             self.stats.ignored += len(stats)
             return
+        if interfaces and self.interface_sink is not None:
+            self._hand_over(*interfaces)
         account = self.stats.account
         now = time.time()
         for agent, sub, seq, uptime, n, malformed in stats:
@@ -325,6 +339,7 @@ class SflowCollector:
             now = time.time()
             try:
                 self._check_tracking()
+                self.flush_interfaces()
                 if now >= next_stats:
                     next_stats = now + self.stats_interval
                     self.flush_stats()
@@ -343,6 +358,25 @@ class SflowCollector:
             for exporter in stats.take_dirty():
                 state.merge(EXPORTER_PATH, (exporter.agent, exporter.sub_agent_id), exporter.row())
 
+    def flush_interfaces(self) -> None:
+        """Hand what the datagrams told about interfaces to the interface sink."""
+        tally = self._tally
+        if tally:
+            self._hand_over(*tally.take())
+
+    def _hand_over(self, counters: list, sightings: list) -> None:
+        sink = self.interface_sink
+        if sink is None:
+            return
+        try:
+            if counters:
+                sink.interface_counters(counters)
+            if sightings:
+                sink.source_sightings(sightings)
+        except Exception:
+            log.exception("the interface sink failed on a batch")
+
     def flush(self) -> None:
         """Write the counters now (tests, stop)."""
         self.flush_stats()
+        self.flush_interfaces()

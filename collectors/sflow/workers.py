@@ -5,9 +5,10 @@ Each worker process binds the collector's UDP port with ``SO_REUSEPORT``
 exporter's datagrams stay in one worker), decodes every datagram and sends
 the main process compact batches over a pipe:
 
-    ("batch", stats, samples)
+    ("batch", stats, samples, interfaces)
         stats:   [(agent or None, sub_agent_id, sequence, uptime, n_samples, malformed), ...]
         samples: [core.ports.flows.FlowObservation, ...]   (only while tracking is on)
+        interfaces: (counters, sightings) of collectors.sflow.interfaces, or None
 
 A batch leaves every ``BATCH_SECONDS`` or ``BATCH_DATAGRAMS`` datagrams,
 whichever comes first.  A worker drains its socket, then sleeps in
@@ -83,6 +84,7 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
     each wake-up finds a batch rather than one datagram.
     """
     from collectors.sflow.decoder import decode_datagram
+    from collectors.sflow.interfaces import InterfaceTally
     from collectors.sflow.producer import observations_from_datagram
 
     sock = bind_udp(host, port, reuseport=True)
@@ -90,6 +92,7 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
     vxlan_ports = frozenset(vxlan_ports)
     stats: list = []
     samples: list = []
+    tally = InterfaceTally()
     next_send = time.monotonic() + BATCH_SECONDS
     recv = sock.recv
     clock = time.time
@@ -111,12 +114,13 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
                               dg.malformed is not None))
                 if track:
                     samples += observations_from_datagram(dg, t)
+                tally.add(dg, t)
             except Exception:  # the decoder never raises; this guards the extraction
                 stats.append((None, 0, 0, 0, 0, True))
         now = monotonic()
         try:
             if stats and (len(stats) >= BATCH_DATAGRAMS or now >= next_send):
-                conn.send(("batch", stats, samples))
+                conn.send(("batch", stats, samples, tally.take() if tally else None))
                 stats, samples = [], []
                 next_send = now + BATCH_SECONDS
             while conn.poll():
@@ -138,7 +142,7 @@ def _worker_main(index: int, host: str, port: int, conn: Connection, vxlan_ports
 
 
 class WorkerPool:
-    """``workers`` processes receiving on one port; batches go to ``on_batch(stats, samples)``.
+    """``workers`` processes receiving on one port; batches go to ``on_batch(stats, samples, interfaces)``.
 
     ``on_batch`` is called in the event loop thread.  A worker that dies
     after start-up is started again after ``respawn_delay`` seconds (its
@@ -146,7 +150,7 @@ class WorkerPool:
     re-spreads the SO_REUSEPORT group); ``restarts`` counts them.
     """
 
-    def __init__(self, host: str, port: int, workers: int, on_batch: Callable[[list, list], None],
+    def __init__(self, host: str, port: int, workers: int, on_batch: Callable[..., None],
                  vxlan_ports=frozenset({4789, 8472}), geneve_port: int = 6081, track: bool = False,
                  respawn_delay: float = 1.0) -> None:
         self.host = host
@@ -216,7 +220,7 @@ class WorkerPool:
             while True:
                 msg = conn.recv()
                 if msg[0] == "batch":
-                    loop.call_soon_threadsafe(self.on_batch, msg[1], msg[2])
+                    loop.call_soon_threadsafe(self.on_batch, *msg[1:4])
                 elif msg[0] == "ready":
                     loop.call_soon_threadsafe(self._set_ready, index, msg[3])
         except (EOFError, OSError):

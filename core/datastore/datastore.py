@@ -12,6 +12,9 @@ Faces (gNMI, NETCONF, CLI) read nodes with `read()` and subscribe to
 `feed`; producers never know which faces exist.  The datastore is the
 fabric store's `FabricEvents`: it applies the trees the store delivers and
 writes `/fabric/node` and `/fabric/sync-state` from the store's reports.
+It is also the producers' `NodeStateChannel`: it publishes this node's
+per-node state through the store and hands the other nodes' states to the
+producers that follow their kind (which turn them into rows).
 """
 from __future__ import annotations
 
@@ -20,14 +23,14 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .. import schema_paths
 from ..changefeed import Change, ChangeFeed
 from ..errors import ConfigError, ConflictError
 from ..history.timemachine import TimeMachine
 from ..persist import read_json, write_json_atomic
-from ..ports.fabric import FabricStore, MemberInfo
+from ..ports.fabric import FabricStore, MemberInfo, NodeStateListener
 from ..ports.state import ConfigListener, EditFn, Unsubscribe, WriteAuthorizer
 from ..schema import Schema, default_schema
 from ..scope import fill_owner, split
@@ -72,6 +75,8 @@ class Datastore:
         self.running_lock: tuple[str, str] | None = None
         #: called with (user, face, changes) before a write is applied; raises ConfigError to refuse it (NACM)
         self._write_authorizer: WriteAuthorizer | None = None
+        self._node_states: dict[str, dict[str, tuple[int, Mapping]]] = {}  # kind -> node -> (revision, value)
+        self._node_state_listeners: dict[str, list[NodeStateListener]] = {}
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -242,6 +247,48 @@ class Datastore:
     def fabric_sync(self, state: str) -> None:
         """The store's sync state -> /fabric/sync-state ("stale": reads serve the last applied config)."""
         self.state.merge(FABRIC_PATH, (), {"sync-state": state})
+
+    def fabric_node_state(self, node: str, kind: str, value: Mapping | None, revision: int) -> None:
+        """Another node's per-node state changed: keep the newest, tell the producers following ``kind``."""
+        if node == self.node_name:
+            return  # our own (from an earlier run): the producer publishes afresh
+        states = self._node_states.setdefault(kind, {})
+        held = states.get(node)
+        if held is not None and held[0] > revision:
+            return
+        if value is None:
+            if held is None:
+                return
+            del states[node]
+        else:
+            states[node] = (revision, value)
+        for listener in tuple(self._node_state_listeners.get(kind, ())):
+            try:
+                listener(node, value)
+            except Exception:
+                log.exception("node-state listener for %s failed", kind)
+
+    # -- per-node state (NodeStateChannel) -------------------------------------
+    async def publish_node_state(self, kind: str, value: Mapping | None) -> int:
+        """This node's state of ``kind``, through the fabric store (raises UnavailableError when it cannot)."""
+        return await self.fabric.publish_node_state(kind, value)
+
+    def node_states(self, kind: str) -> dict[str, Mapping]:
+        """The other nodes' current states of ``kind``."""
+        return {node: value for node, (_rev, value) in self._node_states.get(kind, {}).items()}
+
+    def on_node_state(self, kind: str, listener: NodeStateListener) -> Unsubscribe:
+        """Call ``listener(node, value)`` on every change of another node's ``kind`` state."""
+        listeners = self._node_state_listeners.setdefault(kind, [])
+        listeners.append(listener)
+
+        def unsubscribe() -> None:
+            try:
+                listeners.remove(listener)
+            except ValueError:
+                pass
+
+        return unsubscribe
 
     # -- following config ----------------------------------------------------
     def on_config(self, listener: ConfigListener) -> Unsubscribe:

@@ -13,6 +13,9 @@ member    "ns/service"        "ip/port"     the backend entry      endpoint gone
                                             (k8s/service/backend)  (conditions are part of it)
 service   "ns/service"        ""            the service row        service deleted
 cni       ""                  ""            the k8s/cni row        detection changes
+attachment "switch/port"      node name     the attachment row     the attachment goes, or
+                                            (counters rounded)     changes (counters: at most
+                                                                   once a minute, by the producer)
 ========  ==================  ============  =====================  ===========================
 
 Writers call :meth:`HistoryStore.set` (open or replace a version),
@@ -60,11 +63,11 @@ __all__ = ["HistoryStore", "OPEN_END", "KINDS", "ROW_PATHS"]
 log = logging.getLogger(__name__)
 
 OPEN_END = 1e12  # valid_to of a current version (year 33658)
-KINDS = ("pod", "vport", "member", "service", "cni")
+KINDS = ("pod", "vport", "member", "service", "cni", "attachment")
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 VOLATILE = frozenset({"last-seen"})  # leaves that change without making a new version
 
-_SNAPSHOT_KINDS = frozenset({"vport", "service"})   # read as whole tables at a time (vports_at, services_at)
+_SNAPSHOT_KINDS = frozenset({"vport", "service", "attachment"})   # read as whole tables at a time (rows_at)
 
 #: record kinds that are whole datastore rows, and their schema paths
 ROW_PATHS = {
@@ -72,6 +75,7 @@ ROW_PATHS = {
     "service": schema_paths.K8S_SERVICE,
     "member": schema_paths.K8S_SERVICE_BACKEND,
     "cni": schema_paths.K8S_CNI,
+    "attachment": schema_paths.ATTACHMENT,
 }
 _KIND_OF_PATH = {path: kind for kind, path in ROW_PATHS.items()}
 
@@ -222,9 +226,11 @@ class HistoryStore:
             self.end(kind, cluster, key, member, ts)
 
     def end_cluster(self, cluster: str, t: float | None = None) -> int:
-        """Close every open record of a cluster (its connection was deleted)."""
+        """Close every open Kubernetes record of a cluster (its connection was deleted); attachments stay."""
         ts = to_epoch(t)
-        idents = [(kind, key, member) for kind in KINDS for key, member in self._open.members(kind, cluster)]
+        # attachments are the topology producer's: a cluster connection going away does not unplug servers
+        idents = [(kind, key, member) for kind in KINDS if kind != "attachment"
+                  for key, member in self._open.members(kind, cluster)]
         for kind, key, member in idents:
             self.end(kind, cluster, key, member, ts)
         return len(idents)
@@ -502,9 +508,9 @@ class HistoryStore:
         truncated = len(events) > limit
         out = []
         for ts, _, op, kind, clus, key, member, data in events[:limit]:
-            data = json.loads(data)
-            out.append(HistoryChange(ts, op, kind, clus, key, member, data, ROW_PATHS.get(kind),
-                                     _row_keys(kind, clus, key, data) if kind in ROW_PATHS else None))
+            values = json.loads(data)
+            out.append(HistoryChange(ts, op, kind, clus, key, member, values, ROW_PATHS.get(kind),
+                                     _row_keys(kind, clus, key, values, member) if kind in ROW_PATHS else None))
         return Page(out, truncated=truncated)
 
     # ------------------------------------------------------------------ helpers
@@ -535,12 +541,16 @@ class HistoryStore:
         return [(r[0], r[1], d) for r, d in zip(rows, datas)]
 
 
-def _row_keys(kind: str, cluster: str, key: str, data: Mapping | None = None) -> tuple:
+def _row_keys(kind: str, cluster: str, key: str, data: Mapping | None = None, member: str = "") -> tuple:
     """The datastore key tuple of a row kind's record."""
     if kind == "vport":
         return (key,)
     if kind == "cni":
         return (cluster,)
+    if kind == "attachment":   # key "switch/port" (a port name may hold "/"), member the node
+        switch, _, port = key.partition("/")
+        node = member or str((data or {}).get("node", ""))
+        return (switch, port, cluster, node)
     ns, _, name = key.partition("/")
     if kind == "member":  # a k8s/service/backend entry: keyed by its ip and port
         data = data or {}

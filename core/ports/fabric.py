@@ -16,13 +16,28 @@ Producers that must coordinate across the fabric (the Kubernetes collector
 moving a connection away from an offline owner) see the store as a
 :class:`FabricMembership`: who is online, for how long a node has been
 offline, and a fabric-wide lock that dies with its holder.
+
+Besides config, the store carries **per-node state**: each node publishes
+small typed values under a ``kind`` (``publish_node_state(kind, value)``;
+the topology producer's attachments, the gNMI forwarding key), each one
+revisioned by the store, and every other node receives them as
+``fabric_node_state(node, kind, value, revision)`` (value None: withdrawn).
+The store keeps a node's last value when the node goes offline (its
+attachments are still the best knowledge of where servers are plugged in);
+what a value means is its producer's business, never the store's.  The
+datastore passes the values on to the producers that follow a kind
+(:class:`NodeStateChannel`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncContextManager, Mapping, Protocol, Sequence
+from typing import AsyncContextManager, Callable, Mapping, Protocol, Sequence
 
-__all__ = ["FabricEvents", "FabricMembership", "FabricStore", "MemberInfo", "SYNC_STATES"]
+__all__ = ["FabricEvents", "FabricMembership", "FabricStore", "MemberInfo", "NodeStateChannel",
+           "NodeStateListener", "SYNC_STATES", "MAX_NODE_STATE_BYTES"]
+
+#: Largest encoded per-node state value a store accepts (etcd refuses requests over 1.5 MiB by default).
+MAX_NODE_STATE_BYTES = 1_400_000
 
 #: "in-sync": the store is reachable and followed; "stale": reads serve the last applied state.
 SYNC_STATES = ("in-sync", "stale")
@@ -52,6 +67,10 @@ class FabricEvents(Protocol):
 
     def fabric_sync(self, state: str) -> None:
         """The store's sync state changed (see SYNC_STATES)."""
+        ...
+
+    def fabric_node_state(self, node: str, kind: str, value: Mapping | None, revision: int) -> None:
+        """Another node's state of ``kind`` at ``revision`` (None: withdrawn)."""
         ...
 
 
@@ -109,4 +128,36 @@ class FabricStore(Protocol):
 
     def members(self) -> list[MemberInfo]:
         """Known fabric nodes (a standalone store knows only itself)."""
+        ...
+
+    async def publish_node_state(self, kind: str, value: Mapping | None) -> int:
+        """Make ``value`` this node's state of ``kind`` (None withdraws it); returns its revision.
+
+        Raises ``UnavailableError`` when the store cannot take it now (the
+        caller publishes again later) and ``ValueError`` when the encoded
+        value is over MAX_NODE_STATE_BYTES.  A standalone store accepts it
+        and has nobody to tell.
+        """
+        ...
+
+
+#: Called with (node, value or None) for every change of another node's state of one kind.
+NodeStateListener = Callable[[str, "Mapping | None"], None]
+
+
+class NodeStateChannel(Protocol):
+    """Per-node state as a producer sees it (implemented by the datastore)."""
+
+    node_name: str
+
+    async def publish_node_state(self, kind: str, value: Mapping | None) -> int:
+        """Publish this node's state of ``kind`` (see ``FabricStore.publish_node_state``)."""
+        ...
+
+    def node_states(self, kind: str) -> dict[str, Mapping]:
+        """The other nodes' current states of ``kind``, by node name."""
+        ...
+
+    def on_node_state(self, kind: str, listener: NodeStateListener) -> Callable[[], None]:
+        """Call ``listener(node, value)`` for each change of another node's ``kind`` state; returns the unsubscribe."""
         ...

@@ -86,7 +86,8 @@ def test_help_texts():
 
 @pytest.mark.parametrize("line, expected", [
     ("", None),
-    ("vport-", ["vport-history-show", "vport-show"]),
+    ("vport-", ["vport-history-show", "vport-location-show", "vport-show"]),
+    ("switch leaf2 vport-", ["vport-history-show", "vport-location-show", "vport-show"]),
     ("k8s-connection-cr", ["k8s-connection-create"]),
     ("vport-show host", ["hostname", "host-network"]),
     ("vport-show sort-asc ent", ["entity"]),

@@ -23,6 +23,7 @@ class Recorder:
         self.seen = seen if seen is not None else []
         self.members: list = []
         self.sync: list[str] = []
+        self.states: list = []
 
     def fabric_config(self, tree, revision):
         self.seen.append((tree, revision))
@@ -32,6 +33,9 @@ class Recorder:
 
     def fabric_sync(self, state):
         self.sync.append(state)
+
+    def fabric_node_state(self, node, kind, value, revision):
+        self.states.append((node, kind, value, revision))
 
 
 TREE = {"kubefabric-k8s:k8s": {"connection": [{"cluster-name": "k1", "kube-config": "/k", "owner": "A"}]}}
@@ -109,5 +113,24 @@ async def test_sync_members_and_a_lock_with_one_holder(backend):
                 assert other is True
         async with store.lock("k8s-takeover/k1") as again:
             assert again is True  # released on exit
+    finally:
+        await store.stop()
+
+
+async def test_node_state_is_accepted_and_checked(backend):
+    """Both backends take a per-node state, refuse an oversized one, and tell nobody about our own."""
+    store = backend()
+    events = Recorder()
+    await store.start(events)
+    try:
+        first = await store.publish_node_state("topology", {"attachments": [{"port": "eth1"}]})
+        second = await store.publish_node_state("topology", {"attachments": []})
+        assert second > first
+        import os
+        with pytest.raises(ValueError):   # random bytes do not compress: over the limit either way
+            await store.publish_node_state("topology", {"blob": os.urandom(3_000_000).hex()})
+        await store.publish_node_state("topology", None)
+        await asyncio.sleep(0.3)
+        assert events.states == []   # our own state is not reported back to us
     finally:
         await store.stop()

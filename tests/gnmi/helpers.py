@@ -10,7 +10,7 @@ import asyncio
 import json
 
 import grpc
-from agent.gnmi.proto import gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi_proto import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.auth import User
 from core.datastore import Datastore

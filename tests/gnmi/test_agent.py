@@ -13,7 +13,7 @@ import json
 import grpc
 import pytest
 from pygnmi.client import gNMIclient, gNMIException
-from agent.gnmi.proto import gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi_proto import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.gnmi.paths import parse
 from tests.agentproc import USERS, AgentProcess

@@ -25,7 +25,7 @@ import pytest
 from pygnmi.client import gNMIclient, gNMIException
 
 from agent.gnmi.paths import parse
-from agent.gnmi.proto import gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi_proto import gnmi_pb2, gnmi_pb2_grpc
 from tests.agentproc import USERS, AgentProcess, users_config
 
 from .certs import make_certs

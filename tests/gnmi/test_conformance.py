@@ -2,7 +2,7 @@
 
 pygnmi (what tutorials show: `subscribe()` and `subscribe2()`) for streams and
 Get/Set; a raw gRPC client on the agent's own gnmi.proto 0.10 messages
-(`agent.gnmi.proto`, wire-compatible with pygnmi's 0.8 ones) for what pygnmi
+(`agent.gnmi_proto`, wire-compatible with pygnmi's 0.8 ones) for what pygnmi
 cannot send: the Commit, Depth and MasterArbitration extensions.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from google.rpc import error_details_pb2
 from pygnmi.client import gNMIclient
 
 from agent.gnmi.paths import parse
-from agent.gnmi.proto import GNMI_PROTO_VERSION, gnmi_ext_pb2, gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi_proto import GNMI_PROTO_VERSION, gnmi_ext_pb2, gnmi_pb2, gnmi_pb2_grpc
 from tests.agentproc import USERS, AgentProcess
 
 JSON_IETF = gnmi_pb2.Encoding.Value("JSON_IETF")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from agent.gnmi.proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.schema import default_schema
 from agent.gnmi.edit import apply, plan

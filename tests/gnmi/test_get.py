@@ -6,7 +6,7 @@ import time
 
 import grpc
 import pytest
-from agent.gnmi.proto import gnmi_ext_pb2, gnmi_pb2
+from agent.gnmi_proto import gnmi_ext_pb2, gnmi_pb2
 
 from agent.gnmi.paths import parse, to_string
 from tests.gnmi.helpers import ADMIN, VPORT, Harness, plain, vport_row

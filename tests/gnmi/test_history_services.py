@@ -15,7 +15,7 @@ import pytest
 from agent.auth import User
 from agent.cli.backend import DatastoreBackend
 from agent.cli.engine import Engine
-from agent.gnmi.proto import gnmi_ext_pb2
+from agent.gnmi_proto import gnmi_ext_pb2
 from core.history import HistoryStore
 from tests.gnmi.helpers import END, Harness, flat
 

@@ -7,7 +7,7 @@ import time
 
 import grpc
 import pytest
-from agent.gnmi.proto import gnmi_ext_pb2
+from agent.gnmi_proto import gnmi_ext_pb2
 
 from agent.gnmi.subscribe import Limits
 from tests.gnmi.helpers import END, VIEWER, VPORT, Harness, flat, ip, vport_row

@@ -6,7 +6,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from agent.gnmi.proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.changefeed import Change
 from core.schema import default_schema
@@ -39,7 +39,7 @@ def test_wildcards():
     assert sel("/k8s/connection") == sel("/k8s/connection[cluster-name=*]") == \
         [("/kubefabric-k8s:k8s/connection", (WILD,), None, True)]
     assert {p for p, *_ in sel("/k8s/*")} == {"/kubefabric-k8s:k8s/connection", "/kubefabric-k8s:k8s/cni",
-                                              "/kubefabric-k8s:k8s/service"}
+                                              "/kubefabric-k8s:k8s/service", "/kubefabric-k8s:k8s/node"}
     assert sel("/k8s/.../pod-count") == [("/kubefabric-k8s:k8s/connection/state", (WILD,), "pod-count", False)]
     assert len(sel("/")) == len(S.top) == len(sel("/..."))
     # typed keys: integers compare as integers

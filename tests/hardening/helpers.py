@@ -7,7 +7,7 @@ import threading
 import time
 
 import grpc
-from agent.gnmi.proto import gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi_proto import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.gnmi.paths import parse
 from tests.agentproc import USERS, AgentProcess

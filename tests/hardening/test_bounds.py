@@ -10,7 +10,7 @@ import asyncio
 import asyncssh
 import grpc
 import pytest
-from agent.gnmi.proto import gnmi_pb2, gnmi_pb2_grpc
+from agent.gnmi_proto import gnmi_pb2, gnmi_pb2_grpc
 
 from agent.auth import Authenticator, UserEntry
 from core.datastore import Datastore

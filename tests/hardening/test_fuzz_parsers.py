@@ -23,7 +23,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from agent.gnmi.proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from core.errors import ConfigError
 from core.schema import default_schema

@@ -13,7 +13,7 @@ import urllib.request
 
 import grpc
 import pytest
-from agent.gnmi.proto import gnmi_pb2
+from agent.gnmi_proto import gnmi_pb2
 
 from agent.gnmi.paths import parse
 from tests.agentproc import free_port

@@ -168,7 +168,7 @@ def test_typed_answers_and_row_limits():
     assert cut.truncated and len(cut) == 3
     assert h.rows_at(schema_paths.K8S_CNI, T0).items[0] == Row(("k8s01",), {"cni-plugin": "flannel"})
     assert h.history_paths() == {schema_paths.VPORT, schema_paths.K8S_SERVICE, schema_paths.K8S_SERVICE_BACKEND,
-                                 schema_paths.K8S_CNI}
+                                 schema_paths.K8S_CNI, schema_paths.ATTACHMENT}
     version = h.pod_at("10.0.0.1", T0 + 2)
     assert isinstance(version, Version) and version.data["name"] == "p1" and version.valid_to is None
     changes = h.changes(T0, T0 + 20, kinds=["vport"])

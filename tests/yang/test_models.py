@@ -19,7 +19,7 @@ MODULES = sorted((YANG).glob("kubefabric-*.yang"))
 def test_six_modules_present():
     names = {p.name.split("@")[0] for p in MODULES}
     assert names == {"kubefabric-k8s", "kubefabric-vport", "kubefabric-connection", "kubefabric-fabric",
-                     "kubefabric-sflow", "kubefabric-capture"}
+                     "kubefabric-sflow", "kubefabric-capture", "kubefabric-topology"}
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)

@@ -114,7 +114,7 @@ function renderSummary(s) {
   slider.disabled = !view.historyAvailable;
   $("time-window").disabled = !view.historyAvailable;
   $("history-note").textContent = view.historyAvailable
-    ? "Drag the slider to see the vPort table and service backends as they were at that moment."
+    ? "Drag the slider to see the fabric, the vPort table and service backends as they were at that moment."
     : view.historyReason || "history is unavailable";
   $("updated").textContent = "updated " + fmtTime(s.now);
 }
@@ -150,13 +150,13 @@ function renderVports(data) {
     card.appendChild(title);
     const table = el("table", null, "vport-table");
     const head = el("tr");
-    for (const h of ["ip", "entity", "namespace", "svc-name", "owner", "status"]) head.appendChild(el("th", h));
+    for (const h of ["ip", "entity", "namespace", "svc-name", "switch", "port", "owner", "status"]) head.appendChild(el("th", h));
     const thead = el("thead"); thead.appendChild(head); table.appendChild(thead);
     const body = el("tbody");
     for (const v of rows) {
       const tr = el("tr");
       tr.dataset.ip = v.ip;
-      cells(tr, [v.ip, v.entity, v.namespace, v["svc-name"], v.owner, v.status]);
+      cells(tr, [v.ip, v.entity, v.namespace, v["svc-name"], v.switch || [], v.port || [], v.owner, v.status]);
       body.appendChild(tr);
     }
     table.appendChild(body);
@@ -282,6 +282,92 @@ function drawGraph(conns) {
   }
 }
 
+// ---------------------------------------------------------------- the fabric drawing
+
+// Switches across the top, each with its ports; below, the Kubernetes nodes, a line to every port a node
+// is plugged into (a dual-homed node has two), and the pods in each node.  Port colour: oper-status and
+// discards; the tooltips carry the port's speed, utilisation, errors and discards.
+function portClass(p) {
+  if (p["oper-status"] && p["oper-status"] !== "up") return "port down";
+  if ((p["in-discard-percent"] || 0) >= 1 || (p["out-discard-percent"] || 0) >= 1) return "port discarding";
+  return "port up";
+}
+
+function drawFabric(data) {
+  const g = $("fabric-drawing");
+  g.replaceChildren();
+  $("topology-source").textContent = data.source === "history" ? "at " + data["at-text"] : "(live)";
+  const unplaced = data.unplaced || [];
+  $("unplaced-note").textContent = unplaced.length
+    ? "Not placed: " + unplaced.map((u) => `${u.node} (${u.reason})`).join("; ")
+    : "";
+  const switches = data.switches || [];
+  if (!switches.length) {
+    g.setAttribute("viewBox", "0 0 1000 60");
+    g.appendChild(svg("text", { x: 500, y: 34, "text-anchor": "middle", class: "host-label" },
+      data.source === "history" ? "no attachments at that time" : "no attachment learned yet (LLDP, neighbour table + FDB, sFlow)"));
+    return;
+  }
+  const nodes = new Map();   // "cluster/node" -> {name, pods, links: [[switch, port]]}
+  for (const sw of switches) for (const p of sw.ports) for (const n of p.nodes) {
+    const key = n["cluster-name"] + "/" + n.node;
+    if (!nodes.has(key)) nodes.set(key, { name: n.node, cluster: n["cluster-name"], pods: n.pods, links: [] });
+    nodes.get(key).links.push([sw.name, p.port]);
+  }
+  const W = 1000, portW = 46, gap = 6, swTop = 10, portY = 62, nodeY = 150;
+  const ports = new Map();
+  const totalPorts = switches.reduce((n, sw) => n + sw.ports.length, 0);
+  const scale = Math.min(1, (W - 20 * switches.length) / Math.max(1, totalPorts * (portW + gap)));
+  let x = 10;
+  for (const sw of switches) {
+    const width = Math.max(120, sw.ports.length * (portW + gap) * scale + gap);
+    const box = svg("g", { class: "switch", "data-switch": sw.name });
+    box.appendChild(svg("rect", { x, y: swTop, width, height: 40, rx: 6, class: "switch-box " + (sw.state || "") }));
+    box.appendChild(svg("text", { x: x + 8, y: swTop + 25, class: "switch-label" }, sw.name + (sw.state === "offline" ? " (offline)" : "")));
+    g.appendChild(box);
+    sw.ports.forEach((p, i) => {
+      const px = x + gap + i * (portW + gap) * scale;
+      const port = svg("g", { class: portClass(p), "data-port": sw.name + ":" + p.port });
+      port.appendChild(svg("rect", { x: px, y: portY, width: portW * scale, height: 22, rx: 3 }));
+      port.appendChild(svg("text", { x: px + 3, y: portY + 15 }, p.port));
+      const health = [`${sw.name} ${p.port}`, p["oper-status"] || "", p.speed ? (p.speed / 1e9) + "G" : "",
+        p["in-utilization"] !== undefined ? `in ${p["in-utilization"]}%` : "",
+        p["out-utilization"] !== undefined ? `out ${p["out-utilization"]}%` : "",
+        p["in-discard-percent"] !== undefined ? `discards in ${p["in-discard-percent"]}% out ${p["out-discard-percent"]}%` : "",
+        p["in-errors"] !== undefined ? `errors in ${p["in-errors"]} out ${p["out-errors"]}` : ""].filter(Boolean).join("  ");
+      port.appendChild(svg("title", {}, health));
+      g.appendChild(port);
+      ports.set(sw.name + "\u0000" + p.port, { x: px + portW * scale / 2, y: portY + 22 });
+    });
+    x += width + 20;
+  }
+  const list = [...nodes.values()].sort((a, b) => (a.cluster + a.name).localeCompare(b.cluster + b.name));
+  const nodeW = Math.min(180, (W - 20) / Math.max(1, list.length) - 10);
+  const podRows = Math.max(1, ...list.map((n) => Math.min(n.pods.length, 8)));
+  const height = nodeY + 34 + podRows * 14 + 20;
+  g.setAttribute("viewBox", `0 0 ${W} ${height}`);
+  list.forEach((n, i) => {
+    const nx = 10 + i * (nodeW + 10);
+    const group = svg("g", { class: "k8s-node", "data-node": n.name });
+    for (const [sw, port] of n.links) {
+      const p = ports.get(sw + "\u0000" + port);
+      if (p) group.appendChild(svg("line", { x1: p.x, y1: p.y, x2: nx + nodeW / 2, y2: nodeY, class: "cable" }));
+    }
+    group.appendChild(svg("rect", { x: nx, y: nodeY, width: nodeW, height: 30 + Math.min(n.pods.length, 8) * 14, rx: 6,
+      class: "node-box" }));
+    group.appendChild(svg("text", { x: nx + 6, y: nodeY + 18, class: "node-label" },
+      `${n.name} (${n.pods.length} pod${n.pods.length === 1 ? "" : "s"})`));
+    n.pods.slice(0, 8).forEach((p, j) => {
+      const t = svg("text", { x: nx + 10, y: nodeY + 34 + j * 14, class: "pod-label" },
+        j === 7 && n.pods.length > 8 ? `+${n.pods.length - 7} more` : shortPod(p.entity || p.ip));
+      t.appendChild(svg("title", {}, `${p.namespace || ""}/${p.entity || ""} ${p.ip} ${p.power || ""}`));
+      group.appendChild(t);
+    });
+    group.appendChild(svg("title", {}, `${n.cluster}/${n.name}: ` + n.links.map(([s, p]) => s + " " + p).join(", ")));
+    g.appendChild(group);
+  });
+}
+
 // ---------------------------------------------------------------- time slider
 
 // The slider counts seconds across the chosen window; its right end is "live".
@@ -333,6 +419,7 @@ async function drawTicks() {
     const up = c.op === "update";
     const attrs = c.kind === "vport"
       ? { x1: x, x2: x, y1: up ? 2 : 12, y2: up ? 12 : 22, stroke: up ? "#1f9d55" : "#c53030" }
+      : c.kind === "attachment" ? { x1: x, x2: x, y1: 4, y2: 20, stroke: "#3182ce" }
       : { x1: x, x2: x, y1: 8, y2: 16, stroke: "#a0aec0" };
     const line = svg("line", { ...attrs, "stroke-width": 1.5, class: "tick " + c.kind + " " + c.op });
     line.appendChild(svg("title", {}, `${fmtTime(c.time)} ${c.op === "update" ? "+" : "-"} ${c.kind} ${c.name || c.key}`));
@@ -352,10 +439,12 @@ async function refresh() {
     renderSummary(summary);
     if (view.at !== null && !view.historyAvailable) view.at = null;
     const liveVports = view.at === null ? null : getJSON("/api/vports");
-    const [vports, services, conns] = await Promise.all([
+    const [vports, services, conns, fabric] = await Promise.all([
       getJSON("/api/vports" + atQuery()), getJSON("/api/services" + atQuery()), getJSON("/api/connections?limit=40"),
+      getJSON("/api/fabric" + atQuery()),
     ]);
     if (liveVports) renderVportsHosts(await liveVports);
+    drawFabric(fabric);
     renderVports(vports);
     renderServices(services);
     renderConnections(conns, summary);

@@ -10,7 +10,7 @@ pygnmi's (a test, a script that embeds the agent next to a pygnmi
 client).  The wire does not care: field numbers are what a client and
 the agent exchange, and they are the same in both.
 
-    from agent.gnmi.proto import gnmi_pb2, gnmi_ext_pb2
+    from agent.gnmi_proto import gnmi_pb2, gnmi_ext_pb2
     gnmi_pb2.SetRequest(...), gnmi_ext_pb2.Extension(commit=gnmi_ext_pb2.Commit(...))
 
 Only the serialized FileDescriptorProto literals are read from gnmi-pb's
