@@ -43,6 +43,7 @@ import aetcd
 
 from core.errors import ConfigError, ConflictError, UnavailableError
 from core.ports.fabric import FabricEvents, MemberInfo
+from core.tasks import wait_event
 from core.times import now_rfc3339
 
 from .cache import LocalCache
@@ -142,10 +143,7 @@ class EtcdFabricStore:
             asyncio.create_task(self._probe_loop(), name="fabric-probe"),
         ]
         if synced:  # "ready" should mean in-sync: let the watch get established first
-            try:
-                await asyncio.wait_for(self._watch_ready.wait(), self.connect_timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._watch_ready, self.connect_timeout)
 
     async def _initial_sync(self) -> None:
         await self._register()

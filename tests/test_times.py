@@ -101,3 +101,26 @@ def test_rfc3339_formats_round_trip():
 @given(st.integers(min_value=0, max_value=10**7))
 def test_durations_round_trip(seconds):
     assert parse_duration(format_duration(seconds)) == seconds
+
+
+async def test_wait_event_never_swallows_the_callers_cancellation():
+    """core.tasks.wait_event: True when set, False on timeout, and a cancel racing the event is not lost."""
+    import asyncio
+
+    from core.tasks import wait_event
+
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    event.set()
+    assert await wait_event(event, 0.01) is True
+    for _ in range(50):  # the race: the event is set and the waiter cancelled in the same loop turn
+        race = asyncio.Event()
+        task = asyncio.ensure_future(wait_event(race, 5))
+        await asyncio.sleep(0)
+        race.set()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            continue
+        raise AssertionError("the cancellation was swallowed")

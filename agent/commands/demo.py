@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from core.tasks import wait_event
+
 STATUS_INTERVAL = 15.0
 
 
@@ -115,10 +117,7 @@ async def _main(args, ports, parts, workdir: Path, keep: bool) -> int:
         deadline = loop.time() + args.duration if args.duration else None
         while not stop.is_set():
             timeout = STATUS_INTERVAL if deadline is None else max(0.0, min(STATUS_INTERVAL, deadline - loop.time()))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(stop, timeout)
             if deadline is not None and loop.time() >= deadline:
                 _say(f"--duration {args.duration:g}s reached")
                 break

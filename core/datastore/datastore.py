@@ -33,6 +33,7 @@ from ..persist import read_json, write_json_atomic
 from ..ports.fabric import FabricStore, MemberInfo, NodeStateListener
 from ..ports.state import ConfigListener, EditFn, Unsubscribe, WriteAuthorizer
 from ..schema import Schema, default_schema
+from ..tasks import wait_event
 from ..scope import fill_owner, split
 from .config import ConfigStore, diff_flat
 from .confirmed import SYSTEM_SESSION, ConfirmedCommits
@@ -185,9 +186,7 @@ class Datastore:
         deadline = time.monotonic() + timeout
         while self._applied_revision <= revision and time.monotonic() < deadline:
             self._revision_event.clear()
-            try:
-                await asyncio.wait_for(self._revision_event.wait(), deadline - time.monotonic())
-            except asyncio.TimeoutError:
+            if not await wait_event(self._revision_event, deadline - time.monotonic()):
                 break
 
     def _persist_local(self, local: dict) -> None:
